@@ -1,0 +1,1 @@
+"""Built-in chunk-store backends, registered in the ``vault.backends`` entry-point group."""

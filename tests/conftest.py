@@ -1,0 +1,83 @@
+"""Shared fixtures: a node per test, reached in-process (Quart test client) or over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from vault.app import VaultApp, create_app
+from vault.clock import TrioClock
+from vault.config import Config, config_from_mapping
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """Build a config for a fresh data dir; keyword sections override (``auth={"signup": "closed"}``)."""
+
+    def build(**sections: Any) -> Config:
+        raw: dict[str, Any] = {"storage": {"data_dir": str(tmp_path / "data")}}
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        return config_from_mapping(raw)
+
+    return build
+
+
+@pytest.fixture(params=["lmdb", "fs"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+async def app(config: Config) -> AsyncIterator[VaultApp]:
+    """An in-process app with its node opened (lifespan run) and a clock that follows Trio's."""
+    application = create_app(config, clock=TrioClock())
+    async with application.test_app():
+        yield application
+
+
+@pytest.fixture
+async def client(app: VaultApp) -> Any:
+    return app.test_client()
+
+
+class LiveNode:
+    """A node served by Hypercorn on a free loopback port, for black-box HTTP tests."""
+
+    def __init__(self, app: VaultApp, base_url: str) -> None:
+        self.app = app
+        self.base_url = base_url
+
+    def client(self, **kw: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=30, **kw)
+
+
+@pytest.fixture
+async def live_node(config: Config, nursery: trio.Nursery) -> AsyncIterator[LiveNode]:
+    application = create_app(config)
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = None
+    stop = trio.Event()
+    bound: list[str] = await nursery.start(
+        lambda task_status: hypercorn_serve(
+            application,  # type: ignore[arg-type]
+            hc,
+            shutdown_trigger=stop.wait,
+            task_status=task_status,
+        )
+    )
+    yield LiveNode(application, bound[0])
+    stop.set()

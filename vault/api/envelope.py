@@ -1,0 +1,107 @@
+"""The API's JSON envelope: ``{"success": true, "data": ...}`` and the error form, in one place."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any, TypeVar
+
+import msgspec
+from quart import Response, g, request
+
+from vault import errors
+
+log = logging.getLogger("vault.api")
+
+S = TypeVar("S")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_encoder = msgspec.json.Encoder()
+
+
+def choose_request_id(incoming: str | None) -> str:
+    """Echo a well-formed client id (≤128 of ``[A-Za-z0-9._-]``), otherwise make one."""
+    if incoming and _REQUEST_ID_RE.match(incoming):
+        return incoming
+    return "req_" + secrets.token_hex(12)
+
+
+def encode_json(body: Any) -> bytes:
+    return _encoder.encode(body)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(encode_json(body), status=status, headers=headers, content_type="application/json")
+
+
+def ok(data: Any = None, status: int = 200, **top: Any) -> Response:
+    """Success: ``{"success": true, "data": data}``; ``top`` fields go beside ``data`` (or replace
+    it when ``data`` is None, as ``register``/``refresh`` answer)."""
+    body: dict[str, Any] = {"success": True}
+    if data is not None:
+        body["data"] = data
+    body.update(top)
+    return json_response(body, status)
+
+
+def error_body(exc: errors.VaultError, request_id: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message, "requestId": request_id}
+    if exc.details:
+        error["details"] = exc.details
+    return {"success": False, "error": error}
+
+
+def error_response(exc: errors.VaultError, request_id: str) -> Response:
+    if isinstance(exc, errors.InternalError):
+        # The body carries only what a client can act on: the id to quote in a bug report.
+        body: dict[str, Any] = {
+            "success": False,
+            "error": {"code": exc.code, "message": exc.message, "requestId": request_id},
+        }
+    else:
+        body = error_body(exc, request_id)
+    return json_response(body, exc.status, headers=exc.headers)
+
+
+def current_request_id() -> str:
+    rid = getattr(g, "request_id", None)
+    if rid is None:
+        rid = choose_request_id(request.headers.get("X-Request-Id"))
+        g.request_id = rid
+    return str(rid)
+
+
+def _describe(exc: msgspec.ValidationError | msgspec.DecodeError) -> tuple[str, dict[str, Any]]:
+    text = str(exc)
+    match = re.search(r" - at `\$\.?([^`]*)`$", text)
+    message = text[: match.start()] if match else text
+    details: dict[str, Any] = {}
+    if match and match.group(1):
+        details["field"] = match.group(1)
+    unknown = re.search(r"unknown field `([^`]*)`", text)
+    missing = re.search(r"missing required field `([^`]*)`", text)
+    if unknown or missing:
+        name = (unknown or missing).group(1)  # type: ignore[union-attr]
+        details["field"] = f"{details['field']}.{name}" if "field" in details else name
+    return message, details
+
+
+def decode(raw: bytes, kind: type[S]) -> S:
+    """Decode a JSON body into ``kind``; any problem is a ``VALIDATION_ERROR`` naming the field."""
+    if not raw.strip():
+        raise errors.ValidationError("request body must be a JSON object")
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        message, details = _describe(exc)
+        raise errors.ValidationError(message, details=details or None) from None
+    except msgspec.DecodeError:
+        raise errors.ValidationError("request body is not valid JSON") from None
+
+
+async def body_as(kind: type[S]) -> S:
+    """The current request's JSON body decoded into ``kind`` (size-limited by the app)."""
+    raw = await request.get_data(cache=False, as_text=False)
+    assert isinstance(raw, bytes)
+    return decode(raw, kind)

@@ -1,0 +1,100 @@
+"""OpenAPI 3.1 generated from the routes' msgspec structs (never written by hand)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from vault import __version__
+from vault.api.routing import RouteDoc
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    requestId: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorEnvelope(msgspec.Struct):
+    success: bool
+    error: ErrorDetail
+
+
+def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": doc.summary, "tags": doc.tags}
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _path_params(doc.path)
+    ]
+    if doc.query is not None:
+        for field in msgspec.structs.fields(doc.query):
+            params.append(
+                {
+                    "name": field.encode_name,
+                    "in": "query",
+                    "required": field.required,
+                    "schema": msgspec.json.schema(field.type),
+                }
+            )
+    if params:
+        op["parameters"] = params
+    if doc.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[doc.body]}},
+        }
+    if doc.response is not None:
+        inner = refs[doc.response]
+        if doc.envelope:
+            schema: dict[str, Any] = {
+                "type": "object",
+                "properties": {"success": {"const": True}, "data": inner},
+                "required": ["success", "data"],
+            }
+        else:
+            schema = {"allOf": [{"type": "object", "properties": {"success": {"const": True}}}, inner]}
+        ok = {"description": "Success", "content": {"application/json": {"schema": schema}}}
+    else:
+        ok = {"description": "Success"}
+    op["responses"] = {
+        str(doc.status): ok,
+        "default": {
+            "description": "Error envelope",
+            "content": {"application/json": {"schema": refs[ErrorEnvelope]}},
+        },
+    }
+    if doc.auth:
+        op["security"] = [{"bearer": []}]
+    return op
+
+
+def _path_params(path: str) -> list[str]:
+    names: list[str] = []
+    for part in path.split("/"):
+        if part.startswith("{") and part.endswith("}"):
+            names.append(part[1:-1])
+    return names
+
+
+def build_openapi(docs: list[RouteDoc]) -> dict[str, Any]:
+    types: list[type] = [ErrorEnvelope]
+    for doc in docs:
+        for kind in (doc.body, doc.response):
+            if kind is not None and kind not in types:
+                types.append(kind)
+    schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    refs = dict(zip(types, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        paths.setdefault(doc.path, {})[doc.method.lower()] = _operation(doc, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "MegaVault node mobile API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

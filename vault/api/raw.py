@@ -1,0 +1,161 @@
+"""Bare ASGI routes for streamed request bodies (chunk PUT, tus PATCH).
+
+Quart's request body buffers without backpressure when the handler is slower than the client
+(PERFORMANCE.md: RSS 88 -> 658 MB in a stall test). These routes read Hypercorn's bounded receive
+queue directly, one piece at a time, so the server reads the next piece only after the previous
+one was handled and memory stays flat. They share the request id, metrics and error envelope
+with the Quart routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from vault import errors
+from vault.api.envelope import choose_request_id, encode_json, error_body
+
+if TYPE_CHECKING:
+    from vault.node import Node
+
+log = logging.getLogger("vault.api")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its body was complete."""
+
+
+class RawRequest:
+    """A streamed request: headers, path parameters and the body as an async iterator."""
+
+    def __init__(self, node: Node, scope: Scope, receive: Receive, params: dict[str, str]) -> None:
+        self.node = node
+        self.scope = scope
+        self._receive = receive
+        self.params = params
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.headers: dict[str, str] = {}
+        for name, value in scope.get("headers", []):
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+        self.request_id = choose_request_id(self.headers.get("x-request-id"))
+        self._body_done = False
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def content_length(self) -> int | None:
+        raw = self.header("content-length")
+        if raw is None:
+            return None
+        if not raw.isdigit():
+            raise errors.ValidationError("Content-Length must be a non-negative integer")
+        return int(raw)
+
+    async def body(self, read_timeout: float | None = None) -> AsyncIterator[bytes]:
+        """The body, piece by piece as Hypercorn hands it over; each wait is time-limited so a
+        slow-loris client cannot hold the request forever."""
+        timeout = read_timeout if read_timeout is not None else self.node.config.server.body_read_timeout
+        while not self._body_done:
+            with trio.move_on_after(timeout) as scope:
+                message = await self._receive()
+            if scope.cancelled_caught:
+                raise errors.ValidationError(f"request body stalled for more than {timeout:g}s")
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            data = message.get("body", b"")
+            self._body_done = not message.get("more_body", False)
+            if data:
+                yield data
+
+    async def drain(self, limit: int = 1 << 20) -> None:
+        """Read and drop a small leftover body so the connection can be reused."""
+        seen = 0
+        async for piece in self.body():
+            seen += len(piece)
+            if seen > limit:
+                return
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+
+def json_raw(status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> RawResponse:
+    return RawResponse(status, [("content-type", "application/json"), *headers], encode_json(body))
+
+
+RawHandler = Callable[[RawRequest], Awaitable[RawResponse]]
+
+
+class RawRoute:
+    """A method + path pattern (``{name}`` segments) served outside Quart."""
+
+    def __init__(self, methods: Iterable[str], pattern: str, handler: RawHandler, name: str) -> None:
+        self.methods = {m.upper() for m in methods}
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+        self._regex = re.compile(f"^{regex}$")
+        self.handler = handler
+        self.name = name
+        self.pattern = pattern
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method.upper() not in self.methods:
+            return None
+        found = self._regex.match(path)
+        return None if found is None else found.groupdict()
+
+
+async def serve_raw(node: Node, route: RawRoute, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
+    """Run a raw handler with the same envelope, request id, logging and metrics as Quart routes."""
+    started = time.perf_counter()
+    req = RawRequest(node, scope, receive, params)
+    try:
+        response = await route.handler(req)
+    except ClientDisconnected:
+        node.metrics.observe(req.method, route.pattern, 499, time.perf_counter() - started)
+        return
+    except errors.VaultError as exc:
+        response = json_raw(exc.status, error_body(exc, req.request_id), exc.headers.items())
+    except Exception:
+        log.exception("unhandled error in %s %s", req.method, route.pattern, extra={"request_id": req.request_id})
+        response = json_raw(500, error_body(errors.InternalError(), req.request_id))
+    headers = [*response.headers, ("x-request-id", req.request_id)]
+    if not any(k.lower() == "content-length" for k, _ in headers):
+        headers.append(("content-length", str(len(response.body))))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body, "more_body": False})
+    elapsed = time.perf_counter() - started
+    node.metrics.observe(req.method, route.pattern, response.status, elapsed)
+    log.info(
+        "request",
+        extra={
+            "request_id": req.request_id,
+            "method": req.method,
+            "route": route.pattern,
+            "status": response.status,
+            "duration_ms": round(elapsed * 1000, 2),
+        },
+    )

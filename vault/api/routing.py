@@ -1,0 +1,146 @@
+"""Declaring API routes once: the handler, its request/response structs, auth, and its docs.
+
+``ApiRouter`` wraps a Quart blueprint. Each route records the msgspec types it decodes and
+answers, so the OpenAPI document is generated from the same structs the handlers use.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from quart import Blueprint, Request, Response, current_app, request
+
+from vault.api.envelope import body_as, current_request_id, ok
+
+if TYPE_CHECKING:
+    from vault.node import Node
+
+API_PREFIX = "/api/mobile"
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who is calling: the authenticated user and the device whose token was presented."""
+
+    user_id: str
+    device_id: str
+    session_id: str = ""
+
+
+@dataclass
+class Ctx:
+    """What a handler gets besides its decoded body and path parameters."""
+
+    node: Node
+    request: Request
+    request_id: str
+    principal_or_none: Principal | None = None
+
+    @property
+    def principal(self) -> Principal:
+        if self.principal_or_none is None:  # only auth=False routes have none
+            raise RuntimeError("route declared auth=False has no principal")
+        return self.principal_or_none
+
+
+@dataclass
+class RouteDoc:
+    method: str
+    path: str
+    summary: str
+    body: type | None
+    response: type | None
+    auth: bool
+    status: int
+    envelope: bool
+    query: type | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class ApiRouter:
+    """A group of routes under ``/api/mobile`` (or ``prefix``)."""
+
+    def __init__(self, name: str, *, prefix: str = API_PREFIX, tag: str | None = None) -> None:
+        self.blueprint = Blueprint(name, __name__, url_prefix=prefix)
+        self.prefix = prefix
+        self.tag = tag or name
+        self.docs: list[RouteDoc] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: type | None = None,
+        response: type | None = None,
+        query: type | None = None,
+        auth: bool = True,
+        status: int = 200,
+        envelope: bool = True,
+        summary: str = "",
+    ) -> Callable[[Handler], Handler]:
+        """Register ``handler(ctx, [body,] **path_params)``.
+
+        A handler returns a ``Response`` as is, or a value to send as ``data`` in the success
+        envelope with ``status``. ``envelope=False`` documents a route answering top-level fields.
+        """
+
+        def decorate(handler: Handler) -> Handler:
+            @functools.wraps(handler)
+            async def endpoint(**params: Any) -> Response:
+                node: Node = current_app.node  # type: ignore[attr-defined]
+                ctx = Ctx(node=node, request=request, request_id=current_request_id())
+                if auth:
+                    ctx.principal_or_none = await node.authenticate(
+                        request.headers.get("Authorization")
+                    )
+                if body is not None:
+                    result = await handler(ctx, await body_as(body), **params)
+                else:
+                    result = await handler(ctx, **params)
+                if isinstance(result, Response):
+                    return result
+                return ok(result, status=status)
+
+            endpoint.__name__ = f"{method.lower()}_{handler.__name__}"
+            self.blueprint.add_url_rule(path, view_func=endpoint, methods=[method])
+            doc_path = self.prefix + path.replace("<", "{").replace(">", "}")
+            for conv in ("string:", "path:", "int:"):
+                doc_path = doc_path.replace("{" + conv, "{")
+            self.docs.append(
+                RouteDoc(
+                    method=method,
+                    path=doc_path,
+                    summary=summary or (handler.__doc__ or "").strip().splitlines()[0]
+                    if (summary or handler.__doc__)
+                    else handler.__name__,
+                    body=body,
+                    response=response,
+                    auth=auth,
+                    status=status,
+                    envelope=envelope,
+                    query=query,
+                    tags=[self.tag],
+                )
+            )
+            return handler
+
+        return decorate
+
+    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)

@@ -1,0 +1,37 @@
+"""Routes outside the mobile API: health, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, current_app
+
+from vault import __version__
+from vault.api.envelope import json_response
+from vault.metrics import CONTENT_TYPE
+
+system = Blueprint("system", __name__)
+
+
+@system.get("/api/health")
+async def health() -> Response:
+    """Liveness and readiness: 503 with a reason when a store cannot be read."""
+    node = current_app.node  # type: ignore[attr-defined]
+    reason = await node.health()
+    if reason is not None:
+        return json_response({"status": "unhealthy", "version": __version__, "reason": reason}, 503)
+    return json_response({"status": "healthy", "version": __version__})
+
+
+@system.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text format."""
+    node = current_app.node  # type: ignore[attr-defined]
+    stats = await node.chunks.stats()
+    node.metrics.stored_bytes.set(stats.bytes)
+    node.metrics.stored_chunks.set(stats.chunks)
+    return Response(node.metrics.render(), content_type=CONTENT_TYPE)
+
+
+@system.get("/api/mobile/openapi.json")
+async def openapi() -> Response:
+    """The OpenAPI 3.1 document, generated from the routes' msgspec structs."""
+    return Response(current_app.openapi_document, content_type="application/json")  # type: ignore[attr-defined]

@@ -1,0 +1,66 @@
+"""``vault serve``: Hypercorn's trio worker, in-process, with graceful shutdown on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from vault.app import create_app
+from vault.cli.common import config_from_args, setup_logging
+from vault.config import Config
+
+log = logging.getLogger("vault.serve")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser) -> None:
+    cmd = commands.add_parser("serve", parents=[parent], help="run the node")
+    cmd.add_argument("--bind", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080)")
+    cmd.set_defaults(run=run)
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [config.server.bind]
+    hc.graceful_timeout = float(config.server.shutdown_grace)
+    hc.accesslog = None  # our own structured request log replaces it
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.keep_alive_timeout = 75
+    hc.read_timeout = int(config.server.body_read_timeout)
+    return hc
+
+
+async def serve(config: Config, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until SIGINT/SIGTERM, then let in-flight requests finish within the grace period."""
+    app = create_app(config)
+    stop = trio.Event()
+
+    async def watch_signals() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                stop.set()
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_signals)
+        log.info("serving on http://%s with data in %s", config.server.bind, config.storage.data_dir)
+        await nursery.start(_serve_app, app, hypercorn_config(config), stop)
+        task_status.started()
+        await stop.wait()
+    log.info("stopped")
+
+
+async def _serve_app(app: object, hc: HypercornConfig, stop: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
+    await hypercorn_serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    setup_logging(config.server.log_level)
+    trio.run(serve, config)
+    return 0

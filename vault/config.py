@@ -1,0 +1,205 @@
+"""Node configuration: ``vault.toml`` decoded into structs.
+
+Every section forbids unknown keys, so a typo refuses to start with a message naming the key.
+Sizes and durations accept human strings ("5GiB", "7d"); they are decoded into ``ByteSize`` and
+``Seconds`` so the rest of the code works with plain numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from vault.units import parse_duration, parse_size
+
+
+class ByteSize(int):
+    """A size in bytes, decoded from an integer or a string such as ``"5GiB"``."""
+
+
+class Seconds(float):
+    """A duration in seconds, decoded from a number or a string such as ``"7d"``."""
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending key."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section):
+    bind: str = "127.0.0.1:8080"
+    public_url: str = ""
+    shutdown_grace: Seconds = Seconds(10)
+    max_json_body: ByteSize = ByteSize(1024 * 1024)
+    body_read_timeout: Seconds = Seconds(60)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StorageConfig(_Section):
+    data_dir: str = "./vault-data"
+    backend: str = "lmdb"
+    # Passed as is to the backend plugin (e.g. endpoint and bucket for object storage).
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class AuthConfig(_Section):
+    signup: Literal["open", "closed"] = "open"
+    max_failed_logins_per_minute: int = 10
+    refresh_retry_grace: Seconds = Seconds(10)
+    access_token_ttl: Seconds = Seconds(7 * 86400)
+    refresh_token_ttl: Seconds = Seconds(90 * 86400)
+    max_concurrent_hashes: int = 2
+
+
+class PlanConfig(_Section):
+    devices: int = 3
+    quota: ByteSize = ByteSize(5 * 1024**3)
+
+
+def _default_plans() -> dict[str, PlanConfig]:
+    return {
+        "free": PlanConfig(devices=3, quota=ByteSize(5 * 1024**3)),
+        "pro": PlanConfig(devices=10, quota=ByteSize(1024**4)),
+        "enterprise": PlanConfig(devices=0, quota=ByteSize(0)),
+    }
+
+
+class PlansConfig(_Section):
+    """``[plans]``: ``default`` names the plan of new accounts; ``[plans.NAME]`` tables define plans."""
+
+    default: str = "free"
+    policy: str = "plans"
+    tiers: dict[str, PlanConfig] = msgspec.field(default_factory=_default_plans)
+
+
+class UploadsConfig(_Section):
+    session_ttl: Seconds = Seconds(24 * 3600)
+    default_chunk_size: ByteSize = ByteSize(8 * 1024 * 1024)
+    gc_interval: Seconds = Seconds(3600)
+    gc_grace: Seconds = Seconds(3600)
+
+
+class WebhookConfig(_Section):
+    url: str = ""
+    timeout: Seconds = Seconds(10)
+
+
+class PushConfig(_Section):
+    providers: list[str] = msgspec.field(default_factory=lambda: ["log"])
+    webhook: WebhookConfig = msgspec.field(default_factory=WebhookConfig)
+
+
+class Config(_Section):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    plans: PlansConfig = msgspec.field(default_factory=PlansConfig)
+    uploads: UploadsConfig = msgspec.field(default_factory=UploadsConfig)
+    push: PushConfig = msgspec.field(default_factory=PushConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.storage.data_dir)
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is ByteSize:
+        return ByteSize(parse_size(value))
+    if kind is Seconds:
+        return Seconds(parse_duration(value))
+    raise NotImplementedError(kind)
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, ByteSize):
+        return int(value)
+    if isinstance(value, Seconds):
+        return float(value)
+    raise NotImplementedError(type(value))
+
+
+def _key_path(message: str) -> str:
+    """Turn msgspec's ``$.auth.signup`` / ``unknown field `x``` into ``auth.signup`` / ``x``."""
+    match = re.search(r"at `\$\.?([^`]*)`", message)
+    where = match.group(1) if match else ""
+    where = where.replace("plans.tiers.", "plans.")
+    field = re.search(r"(?:unknown|missing required) field `([^`]*)`", message)
+    if field:
+        return f"{where}.{field.group(1)}" if where else field.group(1)
+    return where or "(top level)"
+
+
+def _restructure(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``[plans.free]`` tables sit beside ``plans.default`` in TOML; move them under ``tiers``."""
+    data = dict(raw)
+    plans = data.get("plans")
+    if isinstance(plans, Mapping):
+        scalar = {k: v for k, v in plans.items() if not isinstance(v, Mapping)}
+        tiers = {name: msgspec.to_builtins(plan, enc_hook=_enc_hook) for name, plan in _default_plans().items()}
+        for name, table in plans.items():
+            if isinstance(table, Mapping):
+                try:
+                    plan = msgspec.convert({**tiers.get(name, {}), **table}, PlanConfig, dec_hook=_dec_hook)
+                except msgspec.ValidationError as exc:
+                    raise ConfigError(f"config key plans.{name}.{_key_path(str(exc))}: {exc}") from None
+                tiers[name] = msgspec.to_builtins(plan, enc_hook=_enc_hook)
+        scalar["tiers"] = tiers
+        data["plans"] = scalar
+    return data
+
+
+def config_from_mapping(raw: Mapping[str, Any]) -> Config:
+    """Decode and check a parsed TOML document; raises ``ConfigError`` naming the key."""
+    try:
+        config = msgspec.convert(_restructure(raw), Config, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"config key {_key_path(str(exc))}: {exc}") from None
+    if config.plans.default not in config.plans.tiers:
+        raise ConfigError(f"config key plans.default: no plan named {config.plans.default!r}")
+    _check_bind(config.server.bind, "server.bind")
+    return config
+
+
+def _check_bind(bind: str, key: str) -> None:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"config key {key}: expected HOST:PORT, got {bind!r}")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    data_dir: str | None = None,
+    bind: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load ``path`` (or ``$VAULT_CONFIG``), then apply env vars, then command-line overrides."""
+    env = os.environ if environ is None else environ
+    path = path or env.get("VAULT_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    config = config_from_mapping(raw)
+    data_dir = data_dir or env.get("VAULT_DATA_DIR") or None
+    bind = bind or env.get("VAULT_BIND") or None
+    if data_dir:
+        config.storage.data_dir = data_dir
+    if bind:
+        _check_bind(bind, "--bind")
+        config.server.bind = bind
+    return config

@@ -1,0 +1,318 @@
+"""A small typed API over LMDB named sub-databases.
+
+Reads run inline on the caller's thread: they are memory-mapped lookups of small records that
+cost microseconds, less than a thread hand-off. Writes run on one dedicated writer thread (LMDB
+allows one writer per environment and a write transaction must stay on its thread); queued writes
+are grouped into one durable commit, each inside its own nested transaction so one failing write
+does not undo its neighbours. A commit returns only after LMDB has synced it to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import lmdb
+import msgspec
+import trio
+
+from vault.meta.schema import MIGRATIONS, SCHEMA_VERSION, TABLE_NAMES
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+_INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
+_BATCH_LIMIT = 64
+
+
+class MetaStoreError(Exception):
+    """The metadata store cannot be opened or is of a newer schema."""
+
+
+class Table(Generic[R]):
+    """A named sub-database whose values are msgpack-encoded records of one type."""
+
+    def __init__(self, name: str, record: type[R]) -> None:
+        if name not in TABLE_NAMES:
+            raise ValueError(f"table {name!r} is not declared in vault.meta.schema")
+        self.name = name
+        self.record = record
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(record)
+
+    def encode(self, value: R) -> bytes:
+        return self._encoder.encode(value)
+
+    def decode(self, raw: bytes) -> R:
+        return self._decoder.decode(raw)
+
+
+class Txn:
+    """A transaction over the store's tables (read-only unless created by ``MetaStore.write``)."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+        self.raw = txn
+        self._dbs = dbs
+
+    def get(self, table: Table[R], key: bytes) -> R | None:
+        raw = self.raw.get(key, db=self._dbs[table.name])
+        return None if raw is None else table.decode(raw)
+
+    def put(self, table: Table[R], key: bytes, value: R) -> None:
+        self.raw.put(key, table.encode(value), db=self._dbs[table.name])
+
+    def delete(self, table: Table[Any], key: bytes) -> bool:
+        return bool(self.raw.delete(key, db=self._dbs[table.name]))
+
+    def get_bytes(self, name: str, key: bytes) -> bytes | None:
+        value = self.raw.get(key, db=self._dbs[name])
+        return None if value is None else bytes(value)
+
+    def put_bytes(self, name: str, key: bytes, value: bytes) -> None:
+        self.raw.put(key, value, db=self._dbs[name])
+
+    def delete_key(self, name: str, key: bytes) -> bool:
+        return bool(self.raw.delete(key, db=self._dbs[name]))
+
+    def scan_bytes(
+        self, name: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Raw pairs whose key starts with ``prefix``, ascending from ``start`` (or descending)."""
+        cursor = self.raw.cursor(db=self._dbs[name])
+        if reverse:
+            upper = _prefix_upper_bound(prefix)
+            found = cursor.set_range(upper) if upper is not None else cursor.last()
+            if found and upper is not None:
+                found = cursor.prev()
+            elif upper is not None:
+                found = cursor.last()
+            while found:
+                key = bytes(cursor.key())
+                if not key.startswith(prefix):
+                    return
+                yield key, bytes(cursor.value())
+                found = cursor.prev()
+            return
+        if not cursor.set_range(max(prefix, start or b"")):
+            return
+        for key, value in cursor:
+            key = bytes(key)
+            if not key.startswith(prefix):
+                return
+            yield key, bytes(value)
+
+    def scan(
+        self, table: Table[R], prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, R]]:
+        for key, raw in self.scan_bytes(table.name, prefix, start=start, reverse=reverse):
+            yield key, table.decode(raw)
+
+    def count(self, name: str, prefix: bytes = b"") -> int:
+        return sum(1 for _ in self.scan_bytes(name, prefix))
+
+
+def _prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key with ``prefix`` (None: no such key)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+class _Job:
+    __slots__ = ("fn", "result", "error", "done", "token")
+
+    def __init__(self, fn: Callable[[Txn], Any], done: Callable[[], None]) -> None:
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = done
+
+
+class MetaStore:
+    """The node's metadata environment (``DATA_DIR/meta``)."""
+
+    def __init__(self, path: Path, *, map_size: int = _INITIAL_MAP_SIZE) -> None:
+        self.path = Path(path)
+        self._map_size = map_size
+        self._env: lmdb.Environment | None = None
+        self._dbs: dict[str, Any] = {}
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def open_sync(self) -> None:
+        """Open (creating if needed), migrate, and start the writer thread. Blocking."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path, 0o700)
+        env = lmdb.open(
+            str(self.path),
+            map_size=self._map_size,
+            max_dbs=len(TABLE_NAMES) + 4,
+            subdir=True,
+            sync=True,
+            metasync=True,
+            readahead=False,
+            max_readers=256,
+        )
+        # A database grown by another process is larger than our configured size: adopt it.
+        info = env.info()
+        self._map_size = max(self._map_size, info["map_size"])
+        with env.begin(write=True) as txn:
+            for name in TABLE_NAMES:
+                self._dbs[name] = env.open_db(name.encode(), txn=txn, create=True)
+            self._migrate(Txn(txn, self._dbs))
+        self._env = env
+        self._thread = threading.Thread(target=self._writer_loop, name="meta-writer", daemon=True)
+        self._thread.start()
+
+    async def open(self) -> None:
+        await trio.to_thread.run_sync(self.open_sync)
+
+    def close_sync(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    async def close(self) -> None:
+        await trio.to_thread.run_sync(self.close_sync)
+
+    def _migrate(self, txn: Txn) -> None:
+        raw = txn.get_bytes("meta", b"schema_version")
+        version = int(raw) if raw else 0
+        if version > SCHEMA_VERSION:
+            raise MetaStoreError(
+                f"metadata schema {version} is newer than this node understands ({SCHEMA_VERSION})"
+            )
+        if version == 0:
+            version = SCHEMA_VERSION  # a new database starts at the current layout
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](txn.raw)
+            version += 1
+        txn.put_bytes("meta", b"schema_version", str(version).encode())
+
+    @property
+    def env(self) -> lmdb.Environment:
+        if self._env is None:
+            raise MetaStoreError("metadata store is not open")
+        return self._env
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        """A read-only snapshot; keep it short (it pins pages while open)."""
+        try:
+            txn = self.env.begin(write=False)
+        except lmdb.MapResizedError:
+            # Another process grew the map: adopt its size and try again.
+            self.env.set_mapsize(0)
+            txn = self.env.begin(write=False)
+        try:
+            yield Txn(txn, self._dbs)
+        finally:
+            txn.abort()
+
+    def schema_version(self) -> int:
+        with self.read() as txn:
+            raw = txn.get_bytes("meta", b"schema_version")
+        return int(raw) if raw else 0
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a write transaction on the writer thread; returns once durable.
+
+        ``fn`` must be quick and must not await; an exception it raises aborts only its own
+        changes and is re-raised here. The wait is shielded from cancellation: the write may
+        already be committed, and the caller must not believe otherwise.
+        """
+        token = trio.lowlevel.current_trio_token()
+        finished = trio.Event()
+        job = _Job(fn, lambda: token.run_sync_soon(finished.set))
+        self._jobs.put(job)
+        with trio.CancelScope(shield=True):
+            await finished.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    def write_sync(self, fn: Callable[[Txn], T]) -> T:
+        """Blocking variant for the command line and worker threads."""
+        done = threading.Event()
+        job = _Job(fn, done.set)
+        self._jobs.put(job)
+        done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    def _writer_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < _BATCH_LIMIT:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        for _attempt in range(8):
+            try:
+                with self.env.begin(write=True) as parent:
+                    for job in batch:
+                        job.error = None
+                        child = self.env.begin(write=True, parent=parent)
+                        try:
+                            job.result = job.fn(Txn(child, self._dbs))
+                        except lmdb.MapFullError:
+                            child.abort()
+                            raise
+                        except BaseException as exc:  # the caller gets it, the batch goes on
+                            child.abort()
+                            job.error = exc
+                        else:
+                            child.commit()
+                break
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.Error as exc:
+                log.exception("metadata commit failed")
+                for job in batch:
+                    job.error = exc
+                break
+        else:
+            for job in batch:
+                job.error = MetaStoreError("metadata store is full and could not grow")
+        for job in batch:
+            job.done()
+
+    def _grow(self) -> None:
+        self._map_size *= 2
+        log.info("growing metadata map to %d MiB", self._map_size >> 20)
+        self.env.set_mapsize(self._map_size)

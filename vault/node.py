@@ -1,0 +1,90 @@
+"""The node: configuration, stores and services, built once per app (no module globals)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from vault import errors, plugins
+from vault.api.routing import Principal
+from vault.chunks import ChunkBackend, ChunkStore
+from vault.clock import Clock
+from vault.config import Config
+from vault.meta import MetaStore
+from vault.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(config: Config) -> ChunkBackend:
+    """The chunk backend named by ``[storage] backend``, found through ``vault.backends``."""
+    cls = plugins.load(plugins.BACKENDS, config.storage.backend)
+    backend = cls(Path(config.storage.data_dir) / "chunks", dict(config.storage.options))
+    if not isinstance(backend, ChunkBackend):
+        raise TypeError(f"backend {config.storage.backend!r} does not implement ChunkBackend")
+    return backend
+
+
+class Node:
+    """Everything one running node owns. Services hang off it; HTTP handlers reach it via ``Ctx``."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.data_dir = Path(config.storage.data_dir)
+        self.meta = MetaStore(self.data_dir / "meta")
+        self.chunks = ChunkStore(make_backend(config))
+        self.metrics = Metrics()
+        self._background: trio.CancelScope | None = None
+        self.services: dict[str, Any] = {}
+
+    async def open(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.meta.open()
+        await self.chunks.open()
+
+    async def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+        await self.chunks.close()
+        await self.meta.close()
+
+    async def run_background(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Periodic work (GC, push delivery) in a nursery the node owns; cancelled by ``close``."""
+        with trio.CancelScope() as scope:
+            self._background = scope
+            async with trio.open_nursery() as nursery:
+                for task in self.background_tasks():
+                    nursery.start_soon(task)
+                task_status.started()
+                await trio.sleep_forever()
+
+    def background_tasks(self) -> list[Any]:
+        """Coroutine functions to run for the node's lifetime (services add theirs)."""
+        return list(self.services.get("background", []))
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller of a bearer-authenticated route; ``Unauthorized`` until auth is configured."""
+        auth = self.services.get("auth")
+        if auth is None:
+            raise errors.Unauthorized()
+        principal: Principal = await auth.authenticate(authorization)
+        return principal
+
+    async def health(self) -> str | None:
+        """``None`` when healthy, otherwise a short reason the stores cannot be read."""
+        try:
+            self.meta.schema_version()
+        except Exception:
+            log.exception("health: metadata store unreadable")
+            return "metadata store cannot be read"
+        try:
+            with trio.fail_after(5):
+                await self.chunks.backend.check()
+        except Exception:
+            log.exception("health: chunk store unreadable")
+            return "chunk store cannot be read"
+        return None
