@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
@@ -28,6 +29,14 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         return config_from_mapping(raw)
 
     return build
+
+
+@pytest.fixture
+def idle_jump_clock() -> trio.testing.MockClock:
+    """A clock that jumps to the next timeout once the test has been idle for a moment of real
+    time. Plain ``autojump_clock`` jumps while a worker thread (LMDB, fsync) is still busy, which
+    fires startup timeouts; this one lets threads finish, then skips hours in an instant."""
+    return trio.testing.MockClock(autojump_threshold=0.05)
 
 
 @pytest.fixture(params=["lmdb", "fs"])

@@ -47,11 +47,16 @@ class VaultApp(QuartTrio):
 
 def _routers() -> list[ApiRouter]:
     """Every API router of the node, in the order their routes are documented."""
-    return []
+    from vault.api import auth_routes, device_routes, file_routes, upload_routes
+
+    return [auth_routes.router, device_routes.router, upload_routes.router, file_routes.router]
 
 
 def _raw_routes(node: Node) -> list[RawRoute]:
-    return []
+    from vault.api import chunk_route
+    from vault.tus import routes as tus_routes
+
+    return [*chunk_route.routes(), *tus_routes.routes()]
 
 
 def create_app(config: Config, *, clock: Clock | None = None) -> VaultApp:

@@ -8,13 +8,19 @@ from typing import Any
 
 import trio
 
-from vault import errors, plugins
+from vault import plugins
 from vault.api.routing import Principal
+from vault.auth.service import AuthService
 from vault.chunks import ChunkBackend, ChunkStore
 from vault.clock import Clock
 from vault.config import Config
+from vault.datadir_lock import NodeLock
+from vault.devices.activity import ActivityTracker
+from vault.devices.service import DeviceService
 from vault.meta import MetaStore
 from vault.metrics import Metrics
+from vault.policies import PlanPolicy, load_policy
+from vault.uploads.service import TusUploads, UploadService
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +41,27 @@ class Node:
         self.config = config
         self.clock = clock or Clock()
         self.data_dir = Path(config.storage.data_dir)
+        self.node_lock = NodeLock(self.data_dir)
         self.meta = MetaStore(self.data_dir / "meta")
         self.chunks = ChunkStore(make_backend(config))
         self.metrics = Metrics()
         self._background: trio.CancelScope | None = None
         self.services: dict[str, Any] = {}
+        self.policy: PlanPolicy = load_policy(config)
+        self.activity = ActivityTracker()
+        self.auth = AuthService(
+            config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity
+        )
+        self.devices = DeviceService(self.meta, self.clock, self.activity)
+        self.uploads = UploadService(self, self.storage_quota)
+        self.tus = TusUploads(self.uploads)
 
     async def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # One node per data directory, and no `vault gc` beside it: DataDirLocked otherwise.
+        await trio.to_thread.run_sync(self.node_lock.acquire)
         await self.meta.open()
+        await self.auth.open()
         await self.chunks.open()
 
     async def close(self) -> None:
@@ -51,6 +69,7 @@ class Node:
             self._background.cancel()
         await self.chunks.close()
         await self.meta.close()
+        await trio.to_thread.run_sync(self.node_lock.release)
 
     async def run_background(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Periodic work (GC, push delivery) in a nursery the node owns; cancelled by ``close``."""
@@ -63,16 +82,27 @@ class Node:
                 await trio.sleep_forever()
 
     def background_tasks(self) -> list[Any]:
-        """Coroutine functions to run for the node's lifetime (services add theirs)."""
-        return list(self.services.get("background", []))
+        """Coroutine functions to run for the node's lifetime."""
+        return [self._expire_uploads_periodically, *self.services.get("background", [])]
+
+    async def _expire_uploads_periodically(self) -> None:
+        interval = max(1.0, float(self.config.uploads.gc_interval))
+        while True:
+            await trio.sleep(interval)
+            try:
+                expired = await self.uploads.expire()
+                if expired:
+                    log.info("expired %d upload session(s)", expired)
+            except Exception:
+                log.exception("upload expiry failed; will retry")
+
+    async def storage_quota(self, user_id: str) -> int:
+        """Bytes the user may store (0 = unlimited), from the plan policy."""
+        return await self.auth.storage_quota(user_id)
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        """The caller of a bearer-authenticated route; ``Unauthorized`` until auth is configured."""
-        auth = self.services.get("auth")
-        if auth is None:
-            raise errors.Unauthorized()
-        principal: Principal = await auth.authenticate(authorization)
-        return principal
+        """The caller of a bearer-authenticated route (``vault.auth.service``)."""
+        return await self.auth.authenticate(authorization)
 
     async def health(self) -> str | None:
         """``None`` when healthy, otherwise a short reason the stores cannot be read."""

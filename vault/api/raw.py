@@ -30,6 +30,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+_DRAIN_LIMIT = 80 * 1024 * 1024
+
 
 class ClientDisconnected(Exception):
     """The client went away before its body was complete."""
@@ -133,6 +135,13 @@ async def serve_raw(node: Node, route: RawRoute, scope: Scope, receive: Receive,
         return
     except errors.VaultError as exc:
         response = json_raw(exc.status, error_body(exc, req.request_id), exc.headers.items())
+        # Read what is left of a rejected body (within reason) so the client, still sending,
+        # gets to read the error instead of a reset connection.
+        try:
+            with trio.move_on_after(5):
+                await req.drain(_DRAIN_LIMIT)
+        except (errors.VaultError, ClientDisconnected):
+            pass
     except Exception:
         log.exception("unhandled error in %s %s", req.method, route.pattern, extra={"request_id": req.request_id})
         response = json_raw(500, error_body(errors.InternalError(), req.request_id))

@@ -45,6 +45,7 @@ class ChunkCorrupt(ChunkStoreError):
     def __init__(self, chunk_id: ChunkId, reason: str = "content does not match its id") -> None:
         super().__init__(f"chunk {chunk_id.hex()} is corrupt: {reason}")
         self.chunk_id = chunk_id
+        self.reason = reason
 
 
 class ChunkMismatch(ChunkStoreError):
@@ -78,7 +79,11 @@ async def _hash(hasher: blake3.blake3, piece: bytes) -> None:
 
 
 async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -> AsyncIterator[bytes]:
-    """Regroup a stream's pieces into ``piece_size`` buffers, failing fast past ``limit``."""
+    """Regroup a stream's pieces into ``piece_size`` buffers, failing fast past ``limit``.
+
+    Pieces larger than ``piece_size`` are split too: the backend contract promises pieces of at
+    most a few MiB, and one 64 MiB piece would cost an LMDB transaction of that size.
+    """
     buffer = bytearray()
     total = 0
     async for data in stream:
@@ -87,13 +92,23 @@ async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -
         total += len(data)
         if total > limit:
             raise ChunkTooLarge(limit)
-        if not buffer and len(data) >= piece_size:
-            yield bytes(data)
+        if not buffer and len(data) == piece_size:
+            yield bytes(data)  # no copy when it already is ``bytes``
             continue
-        buffer += data
-        if len(buffer) >= piece_size:
-            yield bytes(buffer)
-            buffer.clear()
+        view = memoryview(data)
+        if buffer:
+            missing = piece_size - len(buffer)
+            buffer += view[:missing]
+            view = view[missing:]
+            if len(buffer) < piece_size:
+                continue
+            piece = bytes(buffer)
+            buffer.clear()  # before the yield: the consumer may keep us suspended a while
+            yield piece
+        while len(view) >= piece_size:
+            yield bytes(view[:piece_size])
+            view = view[piece_size:]
+        buffer += view
     if buffer:
         yield bytes(buffer)
 
@@ -159,7 +174,9 @@ class ChunkStore:
     ) -> int:
         """Hash and write each piece while the next one is being read from the client."""
         size = 0
-        send, receive = trio.open_memory_channel[bytes](1)
+        # No buffer: the producer still reads one piece ahead (it waits in ``send`` holding it),
+        # and memory stays at about three pieces in flight.
+        send, receive = trio.open_memory_channel[bytes](0)
 
         async def produce() -> None:
             async with send:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from vault.cli import maintenance, serve
+from vault.cli import maintenance, serve, users
 from vault.cli.common import CommandError, common_options
 from vault.config import ConfigError
 
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vault", description="MegaVault node")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parent = common_options()
-    for module in (serve, maintenance):
+    for module in (serve, maintenance, users):
         module.add_commands(commands, parent)
     return parser
 

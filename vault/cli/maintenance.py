@@ -1,9 +1,168 @@
-"""``vault fsck`` and ``vault gc``: checking and reclaiming chunk storage."""
+"""``vault fsck`` and ``vault gc``: checking and reclaiming chunk storage, without the HTTP server.
+
+Both open the metadata and chunk stores of the data directory directly. ``fsck`` only reads, so
+it may run beside a live node; ``gc`` deletes and therefore holds the node lock while it runs: it
+refuses when a node is running, and a node cannot start until it is done.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TextIO
+
+import trio
+
+from vault.chunks import ChunkStore
+from vault.cli.common import CommandError, config_from_args, setup_logging
+from vault.config import Config
+from vault.datadir_lock import DataDirLocked, hold_node_lock
+from vault.fsck import check_storage
+from vault.gc import collect_garbage
+from vault.meta import MetaStore
+from vault.node import make_backend
+
+_PROGRESS_INTERVAL = 0.2
+_UNITS = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser) -> None:
-    """Registers fsck and gc (filled in with the chunk store)."""
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    fsck = commands.add_parser(
+        "fsck",
+        parents=[parent],
+        help="verify every stored chunk",
+        description="Re-hash every stored chunk and check that every referenced chunk is stored. "
+        "Exits 1 and lists the chunk ids when any is corrupt or missing. Safe while the node runs.",
+    )
+    fsck.set_defaults(run=run_fsck)
+    gc = commands.add_parser(
+        "gc",
+        parents=[parent],
+        help="reclaim chunks nothing references",
+        description="Find chunks no file or live upload references. Reports what it would reclaim; "
+        "deletes them with --yes. The node must be stopped.",
+    )
+    gc.add_argument(
+        "--yes", action="store_true", help="delete the unreferenced chunks (default: only report)"
+    )
+    gc.set_defaults(run=run_gc)
+
+
+def human_size(size: int, unit_of: int | None = None) -> str:
+    """``1.2 GiB``; with ``unit_of``, in the unit that suits that other number (for ``a/b`` pairs)."""
+    reference = size if unit_of is None else unit_of
+    for name, factor in _UNITS:
+        if reference >= factor:
+            return f"{size / factor:.1f} {name}"
+    return f"{size} B"
+
+
+def _existing_data_dir(config: Config) -> Path:
+    data_dir = Path(config.storage.data_dir)
+    if not data_dir.is_dir():
+        raise CommandError(f"no data directory at {data_dir} (use --data-dir or --config)")
+    return data_dir
+
+
+@asynccontextmanager
+async def open_stores(config: Config) -> AsyncIterator[tuple[MetaStore, ChunkStore]]:
+    meta = MetaStore(Path(config.storage.data_dir) / "meta")
+    chunks = ChunkStore(make_backend(config))
+    await meta.open()
+    try:
+        await chunks.open()
+        try:
+            yield meta, chunks
+        finally:
+            await chunks.close()
+    finally:
+        await meta.close()
+
+
+class Progress:
+    """``\\r  1234/5678 chunks  1.2/4.5 GiB`` on stderr, redrawn at most five times a second."""
+
+    def __init__(self, total_chunks: int, total_bytes: int, out: TextIO) -> None:
+        self.total_chunks = total_chunks
+        self.total_bytes = total_bytes
+        self.out = out
+        self._last = 0.0
+
+    def update(self, count: int, size: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        # A live node may add chunks while we read: never show more done than the total.
+        total_chunks, total_bytes = max(self.total_chunks, count), max(self.total_bytes, size)
+        done = human_size(size, total_bytes).split()[0]
+        self.out.write(f"\r  {count}/{total_chunks} chunks  {done}/{human_size(total_bytes)}")
+        if final:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def run_fsck(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    _existing_data_dir(config)
+    setup_logging("warning", json_lines=False)
+    # fsck lists corrupt chunks itself; the store's log line would only break the progress line.
+    logging.getLogger("vault.chunks.store").setLevel(logging.CRITICAL)
+    return trio.run(fsck, config, sys.stdout, sys.stderr)
+
+
+async def fsck(config: Config, out: TextIO, err: TextIO) -> int:
+    async with open_stores(config) as (meta, chunks):
+        stats = await chunks.stats()
+        progress = Progress(stats.chunks, stats.bytes, err)
+        report = await check_storage(meta, chunks, progress=progress.update)
+        progress.update(report.checked, report.checked_bytes, final=True)
+    for problem in report.problems:
+        out.write(f"{problem.kind:<10} {problem.chunk_id.hex()}  {problem.detail}\n")
+    summary = f"{report.checked} chunks ({human_size(report.checked_bytes)}) verified"
+    if report.problems:
+        out.write(f"fsck: {summary}; {len(report.problems)} problem(s)\n")
+        return 1
+    out.write(f"fsck: {summary}; no problems\n")
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    data_dir = _existing_data_dir(config)
+    setup_logging("warning", json_lines=False)
+    try:
+        with hold_node_lock(data_dir):
+            return trio.run(gc, config, bool(args.yes), sys.stdout)
+    except DataDirLocked:
+        raise CommandError(
+            f"a node is running with data directory {data_dir}; stop it before running gc "
+            "(fsck can run beside it)"
+        ) from None
+
+
+async def gc(config: Config, delete: bool, out: TextIO) -> int:
+    async with open_stores(config) as (meta, chunks):
+        # Stopped node: no upload can be between storing a chunk and referencing it, so no grace.
+        report = await collect_garbage(meta, chunks, now=time.time(), grace=0.0, delete=delete)
+        remaining = await chunks.stats()
+    if delete:
+        out.write(
+            f"gc: reclaimed {report.deleted} unreferenced chunk(s) ({human_size(report.deleted_bytes)}); "
+            f"{remaining.chunks} chunk(s) ({human_size(remaining.bytes)}) remain\n"
+        )
+    elif report.reclaimable:
+        out.write(
+            f"gc: {report.reclaimable} of {report.scanned} chunk(s) are unreferenced; "
+            f"would reclaim {human_size(report.reclaimable_bytes)}. Run with --yes to delete them.\n"
+        )
+    else:
+        out.write(f"gc: nothing to reclaim; all {report.scanned} chunk(s) are referenced\n")
+    return 0

@@ -25,6 +25,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "folders",  # user_id/folder -> Folder
     "content_by_hash",  # user_id/blake3 -> file_id (dedup per user)
     "chunk_refs",  # chunk id -> reference count
+    "gc_candidates",  # chunk id -> when gc first found it unreferenced (vault.gc)
     "uploads",  # upload_id -> UploadSession
     "upload_chunks",  # upload_id/index -> received chunk
     "journal",  # user_id/seq -> JournalEntry

@@ -52,7 +52,7 @@ class Table(Generic[R]):
     def encode(self, value: R) -> bytes:
         return self._encoder.encode(value)
 
-    def decode(self, raw: bytes) -> R:
+    def decode(self, raw: bytes | memoryview) -> R:
         return self._decoder.decode(raw)
 
 
@@ -104,8 +104,8 @@ class Txn:
             return
         if not cursor.set_range(max(prefix, start or b"")):
             return
-        for key, value in cursor:
-            key = bytes(key)
+        for raw_key, value in cursor:
+            key = bytes(raw_key)
             if not key.startswith(prefix):
                 return
             yield key, bytes(value)

@@ -1,0 +1,91 @@
+"""What the built-in backends share: worker threads that close cleanly, an owner lock, option checks."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar, TypeVarTuple
+
+import trio
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class BackendClosed(RuntimeError):
+    """The backend was used before ``open`` or after ``close``."""
+
+
+class WorkerThreads:
+    """A few threads for one backend's blocking calls; ``drain`` waits for the calls in flight."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.limiter = trio.CapacityLimiter(size)
+        self.open = False
+
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
+        if not self.open:
+            raise BackendClosed(f"the {self.name} backend is not open")
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    async def drain(self) -> None:
+        """Refuse new calls, then wait until every call already running has returned."""
+        self.open = False
+        borrowers = [object() for _ in range(int(self.limiter.total_tokens))]
+        with trio.CancelScope(shield=True):
+            for borrower in borrowers:
+                await self.limiter.acquire_on_behalf_of(borrower)
+            for borrower in borrowers:
+                self.limiter.release_on_behalf_of(borrower)
+
+
+class OwnerLock:
+    """Whether this process is the storage's only user, so it may remove leftovers of others.
+
+    Held for the backend's lifetime. A second opener (``vault fsck`` beside a running node) does
+    not get it and must leave staged data alone: it may belong to a write still in progress.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor drops the flock
+
+
+def check_options(backend: str, options: Mapping[str, Any], known: Mapping[str, type]) -> None:
+    """Refuse unknown or mistyped ``[storage.options]`` keys, naming them."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) for the {backend} backend: {', '.join(unknown)}")
+    for key, kind in known.items():
+        value = options.get(key)
+        if value is not None and (
+            not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
+        ):
+            raise ValueError(f"option {key!r} of the {backend} backend must be {kind.__name__}")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file or subdirectory) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,627 @@
+"""The ``lmdb`` backend: chunks as 1 MiB segments in an LMDB environment (``DATA_DIR/chunks``).
+
+Layout, one named database each::
+
+    segments   token (16) + segment number (4, big-endian) -> up to 1 MiB of content
+    staging    token -> b""            while a chunk's segments are written but not committed
+    index      chunk id (32) -> token, size (8), segment count (4)   written last: visibility
+    info       b"stats" -> chunk count (8), bytes (8)
+
+A put writes its segments as they arrive (so memory stays at one piece, whatever the chunk size),
+under a random staging token recorded in ``staging``; ``commit`` writes the index entry and drops
+the staging record in one durable transaction, so a chunk is visible exactly when it is complete.
+Tokens still in ``staging`` at open belong to writes that never committed and are removed.
+
+All writes run on one dedicated writer thread (LMDB has one writer per environment and a write
+transaction must stay on its thread). Queued writes are grouped into one transaction. The
+environment syncs data pages on every commit but not the meta page (``metasync=False``: integrity
+kept, only the last commit may be lost); commits that must be durable (a chunk made visible,
+a delete) are followed by an explicit ``env.sync``, so staging a segment costs one flush, not two.
+Reads run in short read transactions on a few worker threads, never across a ``yield``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import queue
+import secrets
+import struct
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import lmdb
+import trio
+
+from vault.chunks.backend import BackendStats, ChunkBackend, ChunkWriter
+from vault.chunks.ids import ChunkId
+from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads, check_options
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SEGMENT_SIZE = 1024 * 1024
+TOKEN_SIZE = 16
+# Segments joined into one piece per read hop: a thread hand-off per 4 MiB, not per 1 MiB.
+READ_SEGMENTS = 4
+INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
+_BATCH_JOBS = 64
+_BATCH_BYTES = 16 * 1024 * 1024
+_GROW_ATTEMPTS = 8
+# Segment writes one put may have queued before it waits for the oldest (4 MiB each at most).
+_STAGED_IN_FLIGHT = 2
+
+INDEX_ENTRY = struct.Struct(">16sQI")
+_STATS = struct.Struct(">QQ")
+_STATS_KEY = b"stats"
+
+
+def segment_key(token: bytes, number: int) -> bytes:
+    return token + number.to_bytes(4, "big")
+
+
+class Databases(NamedTuple):
+    index: Any
+    segments: Any
+    staging: Any
+    info: Any
+
+
+class _ReadGate:
+    """Readers share; growing the map is exclusive (LMDB forbids live transactions during it)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class _Job:
+    __slots__ = ("done", "durable", "error", "fn", "result", "weight")
+
+    def __init__(
+        self,
+        fn: Callable[[lmdb.Transaction, Databases], Any],
+        durable: bool,
+        weight: int,
+        done: Callable[[], None],
+    ) -> None:
+        self.fn = fn
+        self.durable = durable
+        self.weight = weight
+        self.done = done
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Pending(Generic[T]):
+    """A queued write; ``result`` waits for it (shielded: once queued it may commit regardless)."""
+
+    def __init__(self, job: _Job, finished: trio.Event) -> None:
+        self._job = job
+        self._finished = finished
+
+    async def result(self) -> T:
+        with trio.CancelScope(shield=True):
+            await self._finished.wait()
+        if self._job.error is not None:
+            raise self._job.error
+        return self._job.result  # type: ignore[no-any-return]
+
+
+def _released(txn: lmdb.Transaction, dbs: Databases) -> None:
+    raise RuntimeError("this write already ran")
+
+
+def _add_stats(txn: lmdb.Transaction, dbs: Databases, chunks: int, size: int) -> None:
+    raw = txn.get(_STATS_KEY, db=dbs.info)
+    count, total = _STATS.unpack(raw) if raw is not None else (0, 0)
+    txn.put(_STATS_KEY, _STATS.pack(max(0, count + chunks), max(0, total + size)), db=dbs.info)
+
+
+def _delete_segments(txn: lmdb.Transaction, dbs: Databases, token: bytes) -> int:
+    """Remove every segment staged under ``token``; returns how many there were."""
+    cursor = txn.cursor(db=dbs.segments)
+    removed = 0
+    found = cursor.set_range(token)
+    while found and bytes(cursor.key()[:TOKEN_SIZE]) == token:
+        found = cursor.delete()
+        removed += 1
+    return removed
+
+
+def remove_staged(txn: lmdb.Transaction, dbs: Databases) -> int:
+    """Drop the segments of every write that never committed; returns how many writes."""
+    tokens = [bytes(key) for key, _ in txn.cursor(db=dbs.staging)]
+    for token in tokens:
+        _delete_segments(txn, dbs, token)
+        txn.delete(token, db=dbs.staging)
+    return len(tokens)
+
+
+class _LmdbWriter(ChunkWriter):
+    """Buffers less than one segment; whole segments go to the writer thread as they fill.
+
+    A segment write does not wait for its commit: up to ``_STAGED_IN_FLIGHT`` are queued, so the
+    store hashes the next piece while LMDB syncs the last one, and the final segments and the
+    index entry often share one transaction. ``commit`` waits for all of them.
+    """
+
+    def __init__(self, backend: LmdbBackend) -> None:
+        self._backend = backend
+        self.token = secrets.token_bytes(TOKEN_SIZE)
+        self._pending = bytearray()
+        self._in_flight: collections.deque[_Pending[None]] = collections.deque()
+        self._segments = 0
+        self._size = 0
+        self._staged = False
+        self._finished = False
+
+    async def write(self, data: bytes) -> None:
+        if self._finished:
+            raise RuntimeError("write after commit or abort")
+        self._size += len(data)
+        view = memoryview(data)
+        full: list[bytes | bytearray | memoryview] = []
+        if self._pending:
+            take = SEGMENT_SIZE - len(self._pending)
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < SEGMENT_SIZE:
+                return
+            full.append(self._pending)
+            self._pending = bytearray()
+        while len(view) >= SEGMENT_SIZE:
+            full.append(view[:SEGMENT_SIZE])
+            view = view[SEGMENT_SIZE:]
+        if full:
+            while len(self._in_flight) >= _STAGED_IN_FLIGHT:
+                await self._in_flight.popleft().result()
+            first, token, first_write = self._segments, self.token, not self._staged
+            self._staged = True  # even if this fails part-way, abort must look for segments
+
+            def stage(txn: lmdb.Transaction, dbs: Databases) -> None:
+                if first_write:
+                    txn.put(token, b"", db=dbs.staging)
+                for offset, segment in enumerate(full):
+                    txn.put(segment_key(token, first + offset), segment, db=dbs.segments)
+
+            self._in_flight.append(
+                self._backend.enqueue(stage, durable=False, weight=len(full) * SEGMENT_SIZE)
+            )
+            self._segments += len(full)
+        if view:
+            self._pending += view
+
+    async def _settle(self) -> None:
+        """Wait for every queued segment write; raises the first that failed."""
+        error: Exception | None = None
+        while self._in_flight:
+            try:
+                await self._in_flight.popleft().result()
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+    async def commit(self, chunk_id: ChunkId) -> None:
+        if self._finished:
+            raise RuntimeError("commit after commit or abort")
+        self._finished = True
+        token, size, tail, first, staged = self.token, self._size, self._pending, self._segments, self._staged
+        count = first + (1 if tail else 0)
+        self._pending = bytearray()
+
+        def publish(txn: lmdb.Transaction, dbs: Databases) -> bool:
+            if txn.get(chunk_id, db=dbs.index) is not None:
+                if staged:
+                    _delete_segments(txn, dbs, token)
+                    txn.delete(token, db=dbs.staging)
+                return False
+            # Segment writes were queued without waiting: publish only what is really there.
+            cursor = txn.cursor(db=dbs.segments)
+            if not all(cursor.set_key(segment_key(token, number)) for number in range(first)):
+                raise OSError("a segment of this chunk was not written")
+            if tail:
+                txn.put(segment_key(token, first), tail, db=dbs.segments)
+            txn.put(chunk_id, INDEX_ENTRY.pack(token, size, count), db=dbs.index)
+            if staged:
+                txn.delete(token, db=dbs.staging)
+            _add_stats(txn, dbs, 1, size)
+            return True
+
+        published = self._backend.enqueue(publish, durable=True, weight=len(tail))
+        try:
+            await self._settle()
+            await published.result()
+        except BaseException:
+            # Queued after the publish, so it runs after it; the store will not call abort now.
+            await self._discard()
+            raise
+
+    async def abort(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._pending = bytearray()
+        await self._discard()
+
+    async def _discard(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._settle()
+        if not self._staged:
+            return
+        token = self.token
+
+        def discard(txn: lmdb.Transaction, dbs: Databases) -> None:
+            _delete_segments(txn, dbs, token)
+            txn.delete(token, db=dbs.staging)
+
+        # When closed, the staging record stays and the next open removes the segments.
+        with contextlib.suppress(BackendClosed):
+            await self._backend.enqueue(discard, durable=False, weight=0).result()
+
+
+class LmdbBackend(ChunkBackend):
+    """Chunks in an LMDB environment; options: ``map_size`` (initial bytes), ``threads`` (readers)."""
+
+    name = "lmdb"
+
+    def __init__(self, path: Path, options: dict[str, Any]) -> None:
+        check_options(self.name, options, {"map_size": int, "threads": int})
+        self.path = Path(path)
+        self._map_size = int(options.get("map_size", INITIAL_MAP_SIZE))
+        self.threads = WorkerThreads(self.name, max(1, int(options.get("threads", 4))))
+        self._owner = OwnerLock(self.path / "owner.lock")
+        self._env: lmdb.Environment | None = None
+        self._dbs: Databases | None = None
+        self._gate = _ReadGate()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.threads.open = True
+        try:
+            await self.threads.run(self._open_sync)
+        except BaseException:
+            self.threads.open = False
+            raise
+
+    def _open_sync(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        owner = self._owner.try_acquire()
+        try:
+            env = lmdb.open(
+                str(self.path),
+                map_size=self._map_size,
+                max_dbs=8,
+                subdir=True,
+                sync=True,
+                metasync=False,
+                readahead=False,
+                max_readers=126,
+            )
+        except BaseException:
+            self._owner.release()
+            raise
+        try:
+            # A map grown earlier (or by another process) is larger than the configured start.
+            self._map_size = max(self._map_size, env.info()["map_size"])
+            self._env = env
+            with env.begin(write=True) as txn:
+                names = (b"index", b"segments", b"staging", b"info")
+                self._dbs = Databases(*(env.open_db(name, txn=txn, create=True) for name in names))
+            if owner:
+                removed = self._write_now(remove_staged)
+                if removed:
+                    log.info("removed %d interrupted chunk writes", removed)
+            else:
+                log.info("chunk store %s is in use by another process; leaving its staged writes", self.path)
+        except BaseException:
+            self._env = self._dbs = None
+            env.close()
+            self._owner.release()
+            raise
+        self._writer = threading.Thread(target=self._writer_loop, name="chunks-lmdb-writer", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        await self.threads.drain()
+        await trio.to_thread.run_sync(self._close_sync)
+
+    def _close_sync(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._env is not None:
+            # Staged writes still open stay in ``staging``, as after a crash: the next open removes them.
+            self._env.close()
+            self._env = None
+        self._owner.release()
+
+    @property
+    def env(self) -> lmdb.Environment:
+        if self._env is None:
+            raise BackendClosed("the lmdb backend is not open")
+        return self._env
+
+    @property
+    def dbs(self) -> Databases:
+        if self._dbs is None:
+            raise BackendClosed("the lmdb backend is not open")
+        return self._dbs
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def enqueue(
+        self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int
+    ) -> _Pending[T]:
+        """Queue ``fn`` for a write transaction on the writer thread (FIFO); await its result."""
+        if self._writer is None:
+            raise BackendClosed("the lmdb backend is not open")
+        token = trio.lowlevel.current_trio_token()
+        finished = trio.Event()
+        job = _Job(fn, durable, weight, lambda: token.run_sync_soon(finished.set))
+        self._jobs.put(job)
+        return _Pending(job, finished)
+
+    async def submit(
+        self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int
+    ) -> T:
+        """Run ``fn`` in a write transaction on the writer thread; with ``durable``, after sync."""
+        return await self.enqueue(fn, durable=durable, weight=weight).result()
+
+    def _write_now(self, fn: Callable[[lmdb.Transaction, Databases], T]) -> T:
+        """Run one durable write on the calling thread (only before the writer thread starts)."""
+        done = threading.Event()
+        job = _Job(fn, True, 0, done.set)
+        self._run_batch([job])
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    def _writer_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch, weight, stop = [job], job.weight, False
+            while len(batch) < _BATCH_JOBS and weight < _BATCH_BYTES:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+                weight += more.weight
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        env, dbs = self.env, self.dbs
+        try:
+            for _attempt in range(_GROW_ATTEMPTS):
+                try:
+                    self._commit_batch(env, dbs, batch)
+                    break
+                except lmdb.MapFullError:
+                    self._grow()
+                except lmdb.MapResizedError:
+                    with self._gate.exclusive():
+                        env.set_mapsize(0)
+            else:
+                for job in batch:
+                    job.error = OSError("chunk store is full and its map could not grow")
+        except lmdb.Error as exc:
+            log.exception("chunk store commit failed")
+            for job in batch:
+                job.error = OSError(f"chunk store commit failed: {exc}")
+        finally:
+            for job in batch:
+                # The writer thread keeps its last batch until the next arrives: let go of the
+                # closure now, or a put's pieces outlive its write.
+                job.fn = _released
+                job.done()
+
+    def _commit_batch(self, env: lmdb.Environment, dbs: Databases, batch: list[_Job]) -> None:
+        with env.begin(write=True) as parent:
+            for job in batch:
+                job.error = None
+                # Each job in a child transaction: one failing write does not undo its neighbours.
+                child = env.begin(write=True, parent=parent)
+                try:
+                    job.result = job.fn(child, dbs)
+                except lmdb.MapFullError:
+                    child.abort()
+                    raise
+                except Exception as exc:
+                    child.abort()
+                    job.error = exc
+                else:
+                    child.commit()
+        if any(job.durable and job.error is None for job in batch):
+            env.sync(True)
+
+    def _grow(self) -> None:
+        with self._gate.exclusive():
+            self._map_size *= 2
+            log.info("growing chunk store map to %d MiB", self._map_size >> 20)
+            self.env.set_mapsize(self._map_size)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[lmdb.Transaction, Databases], T]) -> T:
+        """Run ``fn`` in a short read transaction; adopts a map grown by another process."""
+        env, dbs = self.env, self.dbs
+        for _attempt in range(3):
+            with self._gate.shared():
+                try:
+                    txn = env.begin(write=False, buffers=True)
+                except lmdb.MapResizedError:
+                    txn = None
+                if txn is not None:
+                    try:
+                        return fn(txn, dbs)
+                    finally:
+                        txn.abort()
+            with self._gate.exclusive():
+                env.set_mapsize(0)
+        raise OSError("chunk store map keeps changing size")
+
+    async def begin_put(self) -> ChunkWriter:
+        if self._writer is None:
+            raise BackendClosed("the lmdb backend is not open")
+        return _LmdbWriter(self)
+
+    async def read(self, chunk_id: ChunkId) -> AsyncIterator[bytes]:
+        first = await self.threads.run(self._read, lambda txn, dbs: _read_first(txn, dbs, chunk_id))
+        if first is None:
+            raise KeyError(chunk_id.hex())
+        token, count, head = first
+        del first  # a local reference would pin the first piece for the whole stream
+        if head:
+            yield head
+        del head
+        for start in range(READ_SEGMENTS, count, READ_SEGMENTS):
+            stop = min(count, start + READ_SEGMENTS)
+            piece = await self.threads.run(self._read_segments, token, start, stop)
+            if piece is None:  # deleted while we were streaming it
+                raise KeyError(chunk_id.hex())
+            yield piece
+
+    def _read_segments(self, token: bytes, start: int, stop: int) -> bytes | None:
+        return self._read(lambda txn, dbs: _join_segments(txn, dbs, token, start, stop))
+
+    async def has_many(self, chunk_ids: Iterable[ChunkId]) -> set[ChunkId]:
+        wanted = list(chunk_ids)
+        if not wanted:
+            return set()
+
+        def present(txn: lmdb.Transaction, dbs: Databases) -> set[ChunkId]:
+            return {c for c in wanted if txn.get(c, db=dbs.index) is not None}
+
+        return await self.threads.run(self._read, present)
+
+    async def delete_many(self, chunk_ids: Iterable[ChunkId]) -> int:
+        unique = list(dict.fromkeys(chunk_ids))
+        if not unique:
+            return 0
+
+        def delete(txn: lmdb.Transaction, dbs: Databases) -> int:
+            count = size = 0
+            for chunk_id in unique:
+                raw = txn.get(chunk_id, db=dbs.index)
+                if raw is None:
+                    continue
+                token, length, segments = INDEX_ENTRY.unpack(raw)
+                for number in range(segments):
+                    txn.delete(segment_key(token, number), db=dbs.segments)
+                txn.delete(chunk_id, db=dbs.index)
+                count += 1
+                size += length
+            _add_stats(txn, dbs, -count, -size)
+            return count
+
+        return await self.submit(delete, durable=True, weight=0)
+
+    async def list_ids(self, after: ChunkId | None, limit: int) -> list[ChunkId]:
+        if limit <= 0:
+            return []
+
+        def listing(txn: lmdb.Transaction, dbs: Databases) -> list[ChunkId]:
+            cursor = txn.cursor(db=dbs.index)
+            if after is None:
+                found = cursor.first()
+            else:
+                found = cursor.set_range(after)
+                if found and bytes(cursor.key()) == after:
+                    found = cursor.next()
+            ids: list[ChunkId] = []
+            while found and len(ids) < limit:
+                ids.append(ChunkId(bytes(cursor.key())))
+                found = cursor.next()
+            return ids
+
+        return await self.threads.run(self._read, listing)
+
+    async def stat(self, chunk_id: ChunkId) -> int | None:
+        def size(txn: lmdb.Transaction, dbs: Databases) -> int | None:
+            raw = txn.get(chunk_id, db=dbs.index)
+            return None if raw is None else int(INDEX_ENTRY.unpack(raw)[1])
+
+        return await self.threads.run(self._read, size)
+
+    async def stats(self) -> BackendStats:
+        def read_stats(txn: lmdb.Transaction, dbs: Databases) -> BackendStats:
+            raw = txn.get(_STATS_KEY, db=dbs.info)
+            count, total = _STATS.unpack(raw) if raw is not None else (0, 0)
+            return BackendStats(chunks=count, bytes=total)
+
+        return await self.threads.run(self._read, read_stats)
+
+    async def staged_writes(self) -> int:
+        """How many writes are staged but neither committed nor aborted (diagnostics, tests)."""
+        return await self.threads.run(self._read, lambda txn, dbs: int(txn.stat(dbs.staging)["entries"]))
+
+
+def _read_first(txn: lmdb.Transaction, dbs: Databases, chunk_id: ChunkId) -> tuple[bytes, int, bytes] | None:
+    raw = txn.get(chunk_id, db=dbs.index)
+    if raw is None:
+        return None
+    token, _size, count = INDEX_ENTRY.unpack(raw)
+    piece = _join_segments(txn, dbs, token, 0, min(count, READ_SEGMENTS))
+    return None if piece is None else (token, count, piece)
+
+
+def _join_segments(
+    txn: lmdb.Transaction, dbs: Databases, token: bytes, start: int, stop: int
+) -> bytes | None:
+    """Segments ``start..stop`` as one bytes object: one copy straight out of the map."""
+    parts: list[bytes | memoryview] = []
+    for number in range(start, stop):
+        part = txn.get(segment_key(token, number), db=dbs.segments)
+        if part is None:
+            return None
+        parts.append(part)
+    return b"".join(parts)

@@ -1,0 +1,221 @@
+"""Chunk store throughput per backend, beside the machine's own limits measured in the same run.
+
+``python -m bench chunkstore`` (``--help`` for the knobs). For each chunk size (64 KiB, 1 MiB,
+8 MiB; 256 MiB of fresh random chunks per case) it measures, interleaved and repeated:
+
+- BLAKE3 of every chunk on one thread (the store hashes each chunk on one thread);
+- writing the same bytes with fsync: one new file per chunk (what per-chunk durability costs at
+  the least) and one file for everything (the disk's streaming speed);
+- ``ChunkStore.put`` through each backend, as an upload does: the chunk streamed in 1 MiB pieces
+  with its expected BLAKE3 id and size, hashed and verified while written, durable on return;
+- ``ChunkStore.get``: every chunk read back and verified (from the page cache: it was just written).
+
+Small sizes are capped at 2048 chunks per case (128 MiB of 64 KiB chunks) to keep the run short.
+
+Only ratios inside one run mean anything on these machines. The issue's target: ``fs`` put of
+8 MiB chunks at ≥ 80% of writing the same bytes to one file per chunk with fsync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import blake3
+import trio
+
+from bench.common import (
+    RESULTS,
+    KiB,
+    MiB,
+    blake3_seconds,
+    format_rate,
+    format_ratio,
+    mb_per_s,
+    median,
+    scratch_dir,
+    size_label,
+    table,
+    warm_up_disk,
+    write_fsync_files,
+    write_fsync_one_file,
+)
+from vault import plugins
+from vault.chunks import ChunkId, ChunkStore
+
+STREAM_PIECE = MiB
+CELLS = ("blake3", "raw_files", "raw_stream")
+
+
+def fresh_chunks(size: int, total: int, max_chunks: int) -> list[bytes]:
+    count = max(1, min(max_chunks, total // size))
+    return [os.urandom(size) for _ in range(count)]
+
+
+async def _stream(chunk: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(chunk)
+    for start in range(0, len(chunk), STREAM_PIECE):
+        yield view[start : start + STREAM_PIECE]  # type: ignore[misc]
+
+
+async def _put_and_get(
+    backend: str, directory: Path, chunks: Sequence[bytes], ids: Sequence[ChunkId]
+) -> tuple[float, float]:
+    cls = plugins.load(plugins.BACKENDS, backend)
+    store = ChunkStore(cls(directory, {}))
+    await store.open()
+    try:
+        start = time.perf_counter()
+        for chunk, chunk_id in zip(chunks, ids, strict=True):
+            await store.put(_stream(chunk), expected_id=chunk_id, expected_size=len(chunk))
+        put_seconds = time.perf_counter() - start
+        received = 0
+        start = time.perf_counter()
+        for chunk_id in ids:
+            async for piece in await store.get(chunk_id):
+                received += len(piece)
+        get_seconds = time.perf_counter() - start
+    finally:
+        await store.close()
+    if received != sum(len(c) for c in chunks):
+        raise RuntimeError(f"{backend}: read back {received} bytes")
+    return put_seconds, get_seconds
+
+
+def measure_size(
+    size: int, total: int, max_chunks: int, backends: Sequence[str], repeat: int, root: Path
+) -> dict[str, float]:
+    """Median MB/s of every cell for one chunk size."""
+    chunks = fresh_chunks(size, total, max_chunks)
+    ids = [ChunkId(blake3.blake3(c).digest()) for c in chunks]
+    volume = sum(len(c) for c in chunks)
+    samples: dict[str, list[float]] = {}
+    for rep in range(repeat):
+        # Interleaved: every cell once per repetition, so drift in the disk hits them alike.
+        timings = {
+            "blake3": blake3_seconds(chunks),
+            "raw_files": write_fsync_files(root / f"raw-{size}-{rep}", chunks),
+            "raw_stream": write_fsync_one_file(root / f"raw-{size}-{rep}", chunks),
+        }
+        for backend in backends:
+            directory = root / f"{backend}-{size}-{rep}"
+            put_s, get_s = trio.run(_put_and_get, backend, directory, chunks, ids)
+            timings[f"{backend}_put"], timings[f"{backend}_get"] = put_s, get_s
+        for cell, seconds in timings.items():
+            samples.setdefault(cell, []).append(mb_per_s(volume, seconds))
+        print(
+            f"  {size_label(size)} run {rep + 1}/{repeat}: "
+            + ", ".join(f"{cell} {mb_per_s(volume, s):,.0f}" for cell, s in timings.items()),
+            file=sys.stderr,
+        )
+    return {cell: median(values) for cell, values in samples.items()}
+
+
+def report(results: dict[int, dict[str, float]], backends: Sequence[str]) -> str:
+    headers = ["chunk", "BLAKE3 1 thread", "write+fsync per chunk file", "write+fsync one file"]
+    for backend in backends:
+        headers += [f"{backend} put", f"{backend} get"]
+    rows = []
+    for size, cells in results.items():
+        row = [size_label(size), *(format_rate(cells[c]) for c in CELLS)]
+        for backend in backends:
+            row += [format_rate(cells[f"{backend}_put"]), format_rate(cells[f"{backend}_get"])]
+        rows.append(row)
+    rates = table(headers, rows)
+
+    ratio_headers = ["chunk"]
+    for backend in backends:
+        ratio_headers += [
+            f"{backend} put / per-file fsync",
+            f"{backend} put / one-file fsync",
+            f"{backend} get / BLAKE3",
+        ]
+    ratio_rows = []
+    for size, cells in results.items():
+        row = [size_label(size)]
+        for backend in backends:
+            put, get = cells[f"{backend}_put"], cells[f"{backend}_get"]
+            row += [
+                format_ratio(put, cells["raw_files"]),
+                format_ratio(put, cells["raw_stream"]),
+                format_ratio(get, cells["blake3"]),
+            ]
+        ratio_rows.append(row)
+    ratios = table(ratio_headers, ratio_rows)
+    return f"Throughput, MB/s (median):\n\n{rates}\n\nRatios:\n\n{ratios}\n"
+
+
+def target_line(results: dict[int, dict[str, float]]) -> str | None:
+    cells = results.get(8 * MiB)
+    if cells is None or "fs_put" not in cells:
+        return None
+    share = cells["fs_put"] / cells["raw_files"]
+    verdict = "met" if share >= 0.8 else "NOT met"
+    return (
+        f"Target (fs put of 8 MiB chunks >= 80% of write+fsync of the same bytes, one file per chunk): "
+        f"{100 * share:.0f}% -> {verdict}"
+    )
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench chunkstore", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--total", type=int, default=256, metavar="MIB", help="MiB of chunks per case (256)")
+    parser.add_argument(
+        "--max-chunks",
+        type=int,
+        default=2048,
+        help="at most this many chunks per case, so small sizes finish in seconds (2048)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions per case; medians are shown (3)")
+    parser.add_argument(
+        "--sizes", default="64K,1M,8M", help="chunk sizes, comma-separated, K/M suffixes (64K,1M,8M)"
+    )
+    parser.add_argument("--backends", default="fs,lmdb", help="backends to measure (fs,lmdb)")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default bench/results)")
+    return parser.parse_args(argv)
+
+
+def _parse_size(text: str) -> int:
+    text = text.strip().upper()
+    factor = {"K": KiB, "M": MiB}.get(text[-1:], 1)
+    return int(text.rstrip("KM")) * factor
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    sizes = [_parse_size(s) for s in args.sizes.split(",")]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    started = time.time()
+    print(
+        f"chunkstore bench: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{args.total} MiB per case, {args.repeat} repetitions",
+        file=sys.stderr,
+    )
+    results: dict[int, dict[str, float]] = {}
+    with scratch_dir("chunkstore-", args.dir) as root:
+        warm_up_disk(root)
+        for size in sizes:
+            results[size] = measure_size(size, args.total * MiB, args.max_chunks, backends, args.repeat, root)
+    text = report(results, backends)
+    target = target_line(results)
+    print()
+    print(text)
+    if target:
+        print(target)
+    print(f"\n(took {time.time() - started:.0f} s)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    (RESULTS / f"chunkstore-{stamp}.json").write_text(
+        json.dumps({"args": vars(args) | {"dir": str(args.dir)}, "results_mb_s": results}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Chunked uploads: init, chunk PUTs, progress/resume, complete, abort, quota, expiry, BOLA."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from tests.api_helpers import b3, init_upload, local_path, put_chunks, register, upload_file
+from vault.app import VaultApp, create_app
+from vault.clock import TrioClock
+from vault.config import Config
+
+KiB = 1024
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config], backend_name: str) -> Config:
+    return make_config(storage={"backend": backend_name})
+
+
+async def test_multi_chunk_round_trip(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(300 * KiB + 17)
+    planned = await init_upload(client, headers, data)
+    assert planned["status"] == "pending"
+    assert planned["totalChunks"] == 5
+    assert [(c["start"], c["end"]) for c in planned["chunks"]][-1] == (256 * KiB, len(data) - 1)
+    assert planned["chunks"][0]["uploadUrl"].startswith("http")
+    await put_chunks(client, headers, planned, data)
+    done = await client.post(
+        "/api/mobile/upload/complete",
+        headers=headers,
+        json={"uploadId": planned["uploadId"], "checksum": b3(data), "metadata": {"capturedAt": "2024-01-20T14:30:00Z"}},
+    )
+    entry = (await done.get_json())["data"]["file"]
+    assert entry["size"] == len(data)
+    assert entry["checksum"] == b3(data)
+    assert entry["version"] == 1
+    assert entry["modifiedAt"] == "2024-01-20T14:30:00Z"
+    content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+    assert content.status_code == 200
+    assert await content.get_data() == data
+    assert content.headers["Content-Type"] == "image/jpeg"
+
+
+async def test_resume_reports_received_and_missing_chunks(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(4 * 64 * KiB)
+    planned = await init_upload(client, headers, data)
+    for chunk in planned["chunks"][::2]:
+        r = await client.put(local_path(chunk["uploadUrl"]), headers=headers, data=data[chunk["start"] : chunk["end"] + 1])
+        assert r.status_code == 200
+    state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+    view = (await state.get_json())["data"]
+    assert view["receivedChunks"] == [0, 2]
+    assert view["missingChunks"] == [1, 3]
+    assert view["bytesReceived"] == 2 * 64 * KiB
+    progress = await client.post(
+        "/api/mobile/upload/progress",
+        headers=headers,
+        json={"uploadId": planned["uploadId"], "completedChunks": [0, 1, 2], "bytesUploaded": 1, "status": "uploading"},
+    )
+    assert (await progress.get_json())["data"]["missingChunks"] == [1, 3]
+    early = await client.post(
+        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+    )
+    assert early.status_code == 409
+    assert (await early.get_json())["error"]["details"]["missingChunks"] == [1, 3]
+
+
+async def test_wrong_chunk_checksum_is_rejected_and_not_recorded(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(64 * KiB)
+    planned = await init_upload(client, headers, data)
+    url = local_path(planned["chunks"][0]["uploadUrl"])
+    bad = await client.put(url, headers={**headers, "X-Chunk-Checksum": b3(b"other")}, data=data)
+    assert bad.status_code == 422
+    assert (await bad.get_json())["error"]["code"] == "CHECKSUM_MISMATCH"
+    state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+    assert (await state.get_json())["data"]["receivedChunks"] == []
+
+
+async def test_wrong_chunk_length_is_rejected(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(128 * KiB)
+    planned = await init_upload(client, headers, data)
+    url = local_path(planned["chunks"][0]["uploadUrl"])
+    long = await client.put(url, headers=headers, data=data[: 64 * KiB + 1])
+    assert long.status_code == 413
+    assert (await long.get_json())["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    short = await client.put(url, headers=headers, data=data[:100])
+    assert short.status_code == 400
+    assert (await short.get_json())["error"]["code"] == "VALIDATION_ERROR"
+
+
+async def test_wrong_whole_file_checksum_creates_no_file(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(100 * KiB)
+    planned = await init_upload(client, headers, data, checksum=b3(b"something else"))
+    await put_chunks(client, headers, planned, data)
+    done = await client.post(
+        "/api/mobile/upload/complete",
+        headers=headers,
+        json={"uploadId": planned["uploadId"], "checksum": b3(b"something else")},
+    )
+    assert done.status_code == 422
+    assert (await done.get_json())["error"]["code"] == "CHECKSUM_MISMATCH"
+    listing = await client.get("/api/mobile/files?folder=/photos", headers=headers)
+    assert (await listing.get_json())["data"]["files"] == []
+
+
+async def test_sha256_whole_file_checksum_is_accepted(client: Any) -> None:
+    import hashlib
+
+    headers = await register(client)
+    data = os.urandom(70 * KiB)
+    sha = "sha256:" + hashlib.sha256(data).hexdigest()
+    planned = await init_upload(client, headers, data, checksum=sha)
+    await put_chunks(client, headers, planned, data)
+    done = await client.post(
+        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": sha}
+    )
+    entry = (await done.get_json())["data"]["file"]
+    assert entry["checksum"] == b3(data)
+    assert entry["sha256"] == sha
+
+
+async def test_duplicate_chunk_put_is_harmless_and_complete_is_idempotent(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(64 * KiB + 5)
+    planned = await init_upload(client, headers, data)
+    await put_chunks(client, headers, planned, data)
+    await put_chunks(client, headers, planned, data)
+    body = {"uploadId": planned["uploadId"], "checksum": b3(data)}
+    first = await client.post("/api/mobile/upload/complete", headers=headers, json=body)
+    second = await client.post("/api/mobile/upload/complete", headers=headers, json=body)
+    assert (await first.get_json())["data"]["file"] == (await second.get_json())["data"]["file"]
+
+
+async def test_same_content_again_answers_exists_without_chunks(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(80 * KiB)
+    entry = await upload_file(client, headers, data)
+    again = await init_upload(client, headers, data, name="copy.jpg")
+    assert again["status"] == "exists"
+    assert again["fileId"] == entry["id"]
+    assert "chunks" not in again or again["chunks"] == []
+
+
+async def test_dedup_never_tells_another_user_about_content(client: Any) -> None:
+    alice = await register(client, "alice@example.com")
+    bob = await register(client, "bob@example.com")
+    data = os.urandom(80 * KiB)
+    await upload_file(client, alice, data)
+    planned = await init_upload(client, bob, data)
+    assert planned["status"] == "pending"
+    entry = await upload_file(client, bob, data, name="bobs.jpg")
+    assert entry["checksum"] == b3(data)
+
+
+async def test_new_content_at_same_path_is_a_new_version(client: Any) -> None:
+    headers = await register(client)
+    first = await upload_file(client, headers, os.urandom(70 * KiB))
+    newer = os.urandom(90 * KiB)
+    second = await upload_file(client, headers, newer)
+    assert second["id"] == first["id"]
+    assert second["version"] == 2
+    assert second["size"] == len(newer)
+    content = await client.get(f"/api/mobile/files/{first['id']}/content", headers=headers)
+    assert await content.get_data() == newer
+
+
+async def test_quota_is_checked_at_init(make_config: Callable[..., Config]) -> None:
+    config = make_config(plans={"free": {"quota": "200KiB"}})
+    app = create_app(config, clock=TrioClock())
+    async with app.test_app():
+        client = app.test_client()
+        headers = await register(client)
+        await upload_file(client, headers, os.urandom(150 * KiB))
+        over = await client.post(
+            "/api/mobile/upload/init",
+            headers=headers,
+            json={"files": [{"localId": "x", "name": "big.bin", "size": 100 * KiB, "folder": "/"}]},
+        )
+        assert over.status_code == 507
+        error = (await over.get_json())["error"]
+        assert error["code"] == "STORAGE_QUOTA_EXCEEDED"
+        assert error["details"] == {"used": 150 * KiB, "quota": 200 * KiB, "requested": 100 * KiB}
+
+
+async def test_abort_releases_and_later_chunks_conflict(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(64 * KiB)
+    planned = await init_upload(client, headers, data)
+    gone = await client.delete(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+    assert (await gone.get_json())["data"]["status"] == "aborted"
+    late = await client.put(local_path(planned["chunks"][0]["uploadUrl"]), headers=headers, data=data)
+    assert late.status_code == 409
+
+
+async def test_expired_session_is_410_and_swept(make_config: Callable[..., Config], idle_jump_clock: trio.testing.MockClock) -> None:
+    config = make_config(uploads={"session_ttl": "1h", "gc_interval": "10m"})
+    app = create_app(config, clock=TrioClock())
+    async with app.test_app():
+        client = app.test_client()
+        headers = await register(client)
+        data = os.urandom(64 * KiB)
+        planned = await init_upload(client, headers, data)
+        await trio.sleep(2 * 3600)
+        late = await client.put(local_path(planned["chunks"][0]["uploadUrl"]), headers=headers, data=data)
+        assert late.status_code == 410
+        assert (await late.get_json())["error"]["code"] == "UPLOAD_EXPIRED"
+        state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+        assert (await state.get_json())["data"]["status"] == "expired"
+
+
+async def test_uploads_and_files_of_another_user_are_not_found(client: Any) -> None:
+    alice = await register(client, "alice@example.com")
+    bob = await register(client, "bob@example.com")
+    data = os.urandom(64 * KiB)
+    planned = await init_upload(client, alice, data)
+    entry = await upload_file(client, alice, os.urandom(10 * KiB), name="a.jpg")
+    for method, path in [
+        ("GET", f"/api/mobile/upload/{planned['uploadId']}"),
+        ("DELETE", f"/api/mobile/upload/{planned['uploadId']}"),
+        ("GET", f"/api/mobile/files/{entry['id']}"),
+        ("GET", f"/api/mobile/files/{entry['id']}/content"),
+    ]:
+        response = await client.open(path, method=method, headers=bob)
+        assert response.status_code == 404, path
+        assert (await response.get_json())["error"]["code"] == "NOT_FOUND"
+    put = await client.put(local_path(planned["chunks"][0]["uploadUrl"]), headers=bob, data=data)
+    assert put.status_code == 404
+    done = await client.post("/api/mobile/upload/complete", headers=bob, json={"uploadId": planned["uploadId"], "checksum": b3(data)})
+    assert done.status_code == 404
+
+
+async def test_chunk_put_requires_auth(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(64 * KiB)
+    planned = await init_upload(client, headers, data)
+    response = await client.put(local_path(planned["chunks"][0]["uploadUrl"]), data=data)
+    assert response.status_code == 401
+    assert (await response.get_json())["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_init_rejects_bad_names_and_unknown_fields(client: Any) -> None:
+    headers = await register(client)
+    for file in (
+        {"localId": "a", "name": "../etc", "size": 1, "folder": "/"},
+        {"localId": "a", "name": "ok.txt", "size": 1, "folder": "relative"},
+        {"localId": "a", "name": "ok.txt", "size": -1, "folder": "/"},
+        {"localId": "a", "name": "ok.txt", "size": 1, "folder": "/", "owner": "bob"},
+    ):
+        response = await client.post("/api/mobile/upload/init", headers=headers, json={"files": [file]})
+        assert response.status_code == 400, file
+        assert (await response.get_json())["error"]["code"] == "VALIDATION_ERROR"
+
+
+async def test_empty_file_needs_no_chunks(client: Any) -> None:
+    headers = await register(client)
+    entry = await upload_file(client, headers, b"", name="empty.txt")
+    assert entry["size"] == 0
+    content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+    assert content.status_code == 200 and await content.get_data() == b""
+
+

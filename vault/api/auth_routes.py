@@ -1,0 +1,145 @@
+"""``/auth/register``, ``/auth/refresh`` and ``/auth/logout``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+from quart import Response
+
+from vault.api.envelope import ok
+from vault.api.routing import ApiRouter, Ctx
+from vault.auth.service import TokenPair
+from vault.clock import rfc3339
+from vault.devices.records import DeviceInfo
+
+router = ApiRouter("auth")
+
+ClientDeviceId = Annotated[
+    str, Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$", description="deviceInfo.deviceId")
+]
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename="camel"):
+    pass
+
+
+class DeviceInfoBody(_Body):
+    platform: Literal["android", "ios", "web"]
+    device_id: ClientDeviceId
+    model: Annotated[str, Meta(max_length=128)] = ""
+    os_version: Annotated[str, Meta(max_length=64)] = ""
+    app_version: Annotated[str, Meta(max_length=64)] = ""
+    push_token: Annotated[str, Meta(max_length=4096)] | None = None
+
+
+class RegisterBody(_Body):
+    email: Annotated[str, Meta(min_length=3, max_length=320)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+    device_info: DeviceInfoBody
+    name: Annotated[str, Meta(max_length=100)] | None = None
+
+
+class RefreshBody(_Body):
+    refresh_token: Annotated[str, Meta(min_length=1, max_length=512)]
+    device_id: ClientDeviceId
+
+
+class AuthUser(msgspec.Struct):
+    id: str
+    email: str
+    name: str
+
+
+class AuthTokens(msgspec.Struct, rename="camel"):
+    access_token: str
+    refresh_token: str
+    expires_in: str
+
+
+class RegisteredDevice(msgspec.Struct, rename="camel"):
+    id: str
+    name: str
+    registered_at: str
+
+
+class SyncData(msgspec.Struct, rename="camel"):
+    last_sync_at: str | None
+    pending_uploads: int
+    cache_size: int
+
+
+class RegisterAnswer(msgspec.Struct, rename="camel"):
+    user: AuthUser
+    tokens: AuthTokens
+    device: RegisteredDevice
+    sync_data: SyncData
+
+
+class RefreshAnswer(msgspec.Struct):
+    tokens: AuthTokens
+
+
+class LogoutAnswer(msgspec.Struct, rename="camel"):
+    logged_out: bool
+    device_id: str
+
+
+def client_address(ctx: Ctx) -> str:
+    """The peer address of the connection (what failed-login limits count per)."""
+    return ctx.request.remote_addr or "unknown"
+
+
+def _tokens(pair: TokenPair) -> AuthTokens:
+    return AuthTokens(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+@router.post("/auth/register", body=RegisterBody, response=RegisterAnswer, auth=False, envelope=False)
+async def register(ctx: Ctx, body: RegisterBody) -> Response:
+    """Sign in (creating the account when sign-up is open) and register this device."""
+    info = body.device_info
+    registration = await ctx.node.auth.register(
+        email=body.email,
+        password=body.password,
+        name=body.name,
+        info=DeviceInfo(
+            client_id=info.device_id,
+            platform=info.platform,
+            model=info.model.strip(),
+            os_version=info.os_version.strip(),
+            app_version=info.app_version.strip(),
+            push_token=info.push_token or None,
+        ),
+        address=client_address(ctx),
+    )
+    user, device = registration.user, registration.device
+    answer = RegisterAnswer(
+        user=AuthUser(id=user.id, email=user.email, name=user.name),
+        tokens=_tokens(registration.tokens),
+        device=RegisteredDevice(id=device.id, name=device.name, registered_at=rfc3339(device.registered_at)),
+        sync_data=SyncData(
+            last_sync_at=rfc3339(device.last_sync_at) if device.last_sync_at else None,
+            pending_uploads=0,
+            cache_size=0,
+        ),
+    )
+    return ok(**msgspec.to_builtins(answer))
+
+
+@router.post("/auth/refresh", body=RefreshBody, response=RefreshAnswer, auth=False, envelope=False)
+async def refresh(ctx: Ctx, body: RefreshBody) -> Response:
+    """Exchange a refresh token for a new pair (the presented one stops working)."""
+    pair = await ctx.node.auth.refresh(
+        token=body.refresh_token, client_device_id=body.device_id, address=client_address(ctx)
+    )
+    return ok(tokens=_tokens(pair))
+
+
+@router.post("/auth/logout", response=LogoutAnswer)
+async def logout(ctx: Ctx) -> LogoutAnswer:
+    """Revoke this device's tokens; the device stays registered."""
+    await ctx.node.auth.logout(ctx.principal)
+    return LogoutAnswer(logged_out=True, device_id=ctx.principal.device_id)

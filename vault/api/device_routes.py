@@ -1,0 +1,75 @@
+"""``/devices``: list, change settings, remove. Only the caller's own devices are visible."""
+
+from __future__ import annotations
+
+import msgspec
+
+from vault.api.routing import ApiRouter, Ctx
+from vault.clock import rfc3339
+from vault.devices.records import Device
+from vault.devices.settings import DeviceSettings, SettingsPatch
+
+router = ApiRouter("devices")
+
+
+class DeviceView(msgspec.Struct, rename="camel"):
+    id: str
+    name: str
+    platform: str
+    model: str
+    os_version: str
+    app_version: str
+    registered_at: str
+    last_active_at: str
+    is_current: bool
+    settings: DeviceSettings
+
+
+class DeviceList(msgspec.Struct, rename="camel"):
+    devices: list[DeviceView]
+    current_device: str
+
+
+class DeviceAnswer(msgspec.Struct):
+    device: DeviceView
+
+
+class DeviceRemoved(msgspec.Struct):
+    removed: str
+
+
+def device_view(device: Device, current_device_id: str) -> DeviceView:
+    return DeviceView(
+        id=device.id,
+        name=device.name,
+        platform=device.platform,
+        model=device.model,
+        os_version=device.os_version,
+        app_version=device.app_version,
+        registered_at=rfc3339(device.registered_at),
+        last_active_at=rfc3339(device.last_active_at),
+        is_current=device.id == current_device_id,
+        settings=device.settings,
+    )
+
+
+@router.get("/devices", response=DeviceList)
+async def list_devices(ctx: Ctx) -> DeviceList:
+    """The account's registered devices; ``isCurrent`` marks the calling one."""
+    current = ctx.principal.device_id
+    devices = ctx.node.devices.list(ctx.principal.user_id)
+    return DeviceList(devices=[device_view(d, current) for d in devices], current_device=current)
+
+
+@router.put("/devices/<device_id>/settings", body=SettingsPatch, response=DeviceAnswer)
+async def update_settings(ctx: Ctx, body: SettingsPatch, device_id: str) -> DeviceAnswer:
+    """Change some of a device's settings; the answer holds all six."""
+    device = await ctx.node.devices.update_settings(ctx.principal.user_id, device_id, body)
+    return DeviceAnswer(device=device_view(device, ctx.principal.device_id))
+
+
+@router.delete("/devices/<device_id>", response=DeviceRemoved)
+async def remove_device(ctx: Ctx, device_id: str) -> DeviceRemoved:
+    """Remove a device: its tokens and push registration stop working at once."""
+    device = await ctx.node.devices.remove(ctx.principal.user_id, device_id)
+    return DeviceRemoved(removed=device.id)

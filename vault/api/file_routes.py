@@ -1,0 +1,136 @@
+"""Files: listing, metadata, and downloads with ranges and ETags."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+from urllib.parse import quote
+
+import msgspec
+from msgspec import Meta
+from quart import Response
+
+from vault import errors
+from vault.api.routing import ApiRouter, Ctx
+from vault.chunks import ChunkCorrupt, ChunkMissing
+from vault.files import service as files
+from vault.files.download import stream_range
+from vault.files.paths import normalize_folder
+from vault.files.ranges import Unsatisfiable, parse_range
+from vault.files.records import FileEntry, FileRecord, file_entry
+
+log = logging.getLogger("vault.api")
+router = ApiRouter("files")
+
+
+class FolderListing(msgspec.Struct):
+    folder: str
+    files: list[FileEntry]
+    folders: list[str]
+
+
+class FileResponse(msgspec.Struct):
+    file: FileEntry
+
+
+class ListQuery(msgspec.Struct):
+    folder: Annotated[str, Meta(description="absolute folder path")] = "/"
+
+
+@router.get("/files", response=FolderListing, query=ListQuery)
+async def list_files(ctx: Ctx) -> FolderListing:
+    """Files and subfolders of a folder."""
+    folder = normalize_folder(ctx.request.args.get("folder", "/"))
+    with ctx.node.meta.read() as txn:
+        records, folders = files.list_folder(txn, ctx.principal.user_id, folder)
+    return FolderListing(
+        folder=folder,
+        files=[file_entry(r) for r in sorted(records, key=lambda r: r.name)],
+        folders=sorted(folders),
+    )
+
+
+@router.get("/files/<file_id>", response=FileResponse)
+async def get_file(ctx: Ctx, file_id: str) -> FileResponse:
+    """One file's entry."""
+    return FileResponse(file=file_entry(_readable(ctx, file_id)))
+
+
+def _readable(ctx: Ctx, file_id: str) -> FileRecord:
+    with ctx.node.meta.read() as txn:
+        return files.readable_file(txn, ctx.principal.user_id, file_id)
+
+
+def _etag(record: FileRecord) -> str:
+    return f'"blake3:{record.blake3}"'
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    for token in header.split(","):
+        token = token.strip()
+        if token == "*" or token.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _disposition(name: str) -> str:
+    fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@router.route("GET", "/files/<file_id>/content")
+async def content(ctx: Ctx, file_id: str) -> Response:
+    """The file's bytes: single ranges (206/416), ETag, If-None-Match (304), HEAD."""
+    record = _readable(ctx, file_id)
+    etag = _etag(record)
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Type": record.mime_type or "application/octet-stream",
+        "Content-Disposition": _disposition(record.name),
+        "Cache-Control": "private, no-cache",
+    }
+    inm = ctx.request.headers.get("If-None-Match")
+    if inm and _etag_matches(inm, etag):
+        return Response(b"", status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
+    status = 200
+    start, end = 0, record.size - 1
+    try:
+        wanted = parse_range(ctx.request.headers.get("Range"), record.size)
+    except Unsatisfiable:
+        raise errors.RangeNotSatisfiable(
+            headers={"Content-Range": f"bytes */{record.size}"}, details={"size": record.size}
+        ) from None
+    if_range = ctx.request.headers.get("If-Range")
+    if wanted is not None and (if_range is None or if_range.strip() == etag):
+        start, end = wanted
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{record.size}"
+    length = max(0, end - start + 1)
+    headers["Content-Length"] = str(length)
+    if ctx.request.method == "HEAD" or length == 0:
+        response = Response(b"", status=status, headers=headers)
+        response.headers["Content-Length"] = str(length)
+        return response
+    body = stream_range(ctx.node.chunks, record, start, end)
+    try:
+        first = await body.__anext__()
+    except (ChunkCorrupt, ChunkMissing):
+        log.error("file %s has unreadable content", record.id, extra={"request_id": ctx.request_id})
+        raise errors.InternalError() from None
+    response = Response(_chain(first, body, record.id), status=status, headers=headers)
+    response.timeout = None
+    return response
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes], file_id: str) -> AsyncIterator[bytes]:
+    yield first
+    try:
+        async for piece in rest:
+            yield piece
+    except (ChunkCorrupt, ChunkMissing):
+        # Headers are gone already: end the response short, so the client sees a truncated body
+        # and never a complete-looking copy of corrupt content.
+        log.error("file %s: a chunk failed verification mid-download", file_id)
+        raise

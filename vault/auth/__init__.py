@@ -1,0 +1,1 @@
+"""Accounts, passwords, access and refresh tokens, and login rate limiting."""

@@ -1,0 +1,1 @@
+"""Registered devices: their records, settings and management."""

@@ -1,0 +1,180 @@
+"""Device registration and management.
+
+The ``*_txn``-style functions run inside one metadata transaction and are shared by the HTTP API
+(through ``DeviceService``) and the command line. Every lookup is keyed by the owner's user id, so
+another user's device id is simply not found (no cross-user access by construction).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from vault import errors
+from vault.auth.records import User
+from vault.clock import Clock
+from vault.devices.activity import ActivityTracker
+from vault.devices.records import (
+    DEVICES,
+    Device,
+    DeviceInfo,
+    client_id_key,
+    device_key,
+    device_name,
+    user_devices_prefix,
+)
+from vault.devices.settings import DeviceSettings, SettingsPatch, apply_patch
+from vault.ids import new_id
+from vault.meta import MetaStore, Txn
+from vault.notifications.records import record_notification
+
+NEW_DEVICE_TITLE = "New device login detected"
+
+
+class Registered(msgspec.Struct, kw_only=True):
+    device: Device
+    is_new: bool
+
+
+class LimitReached(msgspec.Struct, kw_only=True):
+    registered: int
+
+
+def list_devices(txn: Txn, user_id: str) -> list[Device]:
+    devices = [device for _, device in txn.scan(DEVICES, user_devices_prefix(user_id))]
+    return sorted(devices, key=lambda d: (d.registered_at, d.id))
+
+
+def get_device(txn: Txn, user_id: str, device_id: str) -> Device | None:
+    if "/" in device_id:
+        return None
+    return txn.get(DEVICES, device_key(user_id, device_id))
+
+
+def register_device(
+    txn: Txn,
+    *,
+    user: User,
+    info: DeviceInfo,
+    now: float,
+    device_limit: int,
+    session_id: str,
+) -> Registered | LimitReached:
+    """Register ``info`` for ``user`` with a new token family ``session_id``.
+
+    The same client device id is the same device: its info is updated and its previous family
+    replaced. A new device beyond ``device_limit`` (0 = unlimited) is refused; a new device makes
+    a ``security`` notification for the user's other devices.
+    """
+    name = device_name(user.name, user.email, info.model, info.platform)
+    index_key = client_id_key(user.id, info.client_id)
+    known_id = txn.get_bytes("device_by_client_id", index_key)
+    device = txn.get(DEVICES, device_key(user.id, known_id.decode())) if known_id else None
+    if device is not None:
+        device.name = name
+        device.platform = info.platform
+        device.model = info.model
+        device.os_version = info.os_version
+        device.app_version = info.app_version
+        device.push_token = info.push_token
+        device.last_active_at = now
+        device.session_id = session_id
+        txn.put(DEVICES, device_key(user.id, device.id), device)
+        return Registered(device=device, is_new=False)
+    others = list_devices(txn, user.id)
+    if device_limit > 0 and len(others) >= device_limit:
+        return LimitReached(registered=len(others))
+    device = Device(
+        id=new_id("device"),
+        user_id=user.id,
+        client_id=info.client_id,
+        name=name,
+        platform=info.platform,
+        model=info.model,
+        os_version=info.os_version,
+        app_version=info.app_version,
+        push_token=info.push_token,
+        registered_at=now,
+        last_active_at=now,
+        session_id=session_id,
+    )
+    txn.put(DEVICES, device_key(user.id, device.id), device)
+    txn.put_bytes("device_by_client_id", index_key, device.id.encode())
+    if others:
+        record_notification(
+            txn,
+            user_id=user.id,
+            category="security",
+            title=NEW_DEVICE_TITLE,
+            body=f"{device.name} signed in to your account. If this was not you, remove it.",
+            now=now,
+            device_ids=[d.id for d in others],
+            data={"deviceId": device.id, "deviceName": device.name, "platform": device.platform},
+            exclude_device_id=device.id,
+        )
+    return Registered(device=device, is_new=True)
+
+
+def remove_device(txn: Txn, user_id: str, device_id: str) -> Device | None:
+    """Delete the device, its client-id index entry and with them its push registration and
+    token family (tokens of a device that does not exist are refused)."""
+    device = get_device(txn, user_id, device_id)
+    if device is None:
+        return None
+    txn.delete(DEVICES, device_key(user_id, device_id))
+    index_key = client_id_key(user_id, device.client_id)
+    if txn.get_bytes("device_by_client_id", index_key) == device_id.encode():
+        txn.delete_key("device_by_client_id", index_key)
+    return device
+
+
+def end_session(txn: Txn, user_id: str, device_id: str, session_id: str) -> bool:
+    """Log a device out: its family stops working; the device stays registered."""
+    device = get_device(txn, user_id, device_id)
+    if device is None or device.session_id != session_id:
+        return False
+    device.session_id = ""
+    txn.put(DEVICES, device_key(user_id, device_id), device)
+    return True
+
+
+def update_settings(txn: Txn, user_id: str, device_id: str, patch: SettingsPatch) -> Device | None:
+    device = get_device(txn, user_id, device_id)
+    if device is None:
+        return None
+    device.settings = apply_patch(device.settings, patch)
+    txn.put(DEVICES, device_key(user_id, device_id), device)
+    return device
+
+
+def touch(txn: Txn, user_id: str, device_id: str, now: float) -> None:
+    device = get_device(txn, user_id, device_id)
+    if device is not None and now > device.last_active_at:
+        device.last_active_at = now
+        txn.put(DEVICES, device_key(user_id, device_id), device)
+
+
+class DeviceService:
+    """The device endpoints' operations for an authenticated user."""
+
+    def __init__(self, meta: MetaStore, clock: Clock, activity: ActivityTracker) -> None:
+        self.meta = meta
+        self.clock = clock
+        self.activity = activity
+
+    def list(self, user_id: str) -> list[Device]:
+        with self.meta.read() as txn:
+            return list_devices(txn, user_id)
+
+    async def update_settings(self, user_id: str, device_id: str, patch: SettingsPatch) -> Device:
+        apply_patch(DeviceSettings(), patch)  # a bad folder is refused before anything is written
+        device = await self.meta.write(lambda txn: update_settings(txn, user_id, device_id, patch))
+        if device is None:
+            raise errors.NotFound("No such device")
+        return device
+
+    async def remove(self, user_id: str, device_id: str) -> Device:
+        device = await self.meta.write(lambda txn: remove_device(txn, user_id, device_id))
+        if device is None:
+            raise errors.NotFound("No such device")
+        self.activity.forget(device_id)
+        return device

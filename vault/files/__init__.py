@@ -1,0 +1,1 @@
+"""Files: names and folders, file records, listing and downloads."""

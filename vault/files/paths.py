@@ -1,0 +1,63 @@
+"""Validation of names and folders (pure): what API.md allows, normalised once at the edge."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from vault import errors
+
+MAX_NAME_BYTES = 255
+MAX_FOLDER_BYTES = 4096
+
+
+def normalize_name(name: str, field: str = "name") -> str:
+    """One path segment, NFC: no ``/``, no NUL, not ``.``/``..``, 1-255 UTF-8 bytes."""
+    value = unicodedata.normalize("NFC", name)
+    problem = None
+    if not value:
+        problem = "must not be empty"
+    elif "/" in value or "\x00" in value:
+        problem = "must not contain '/' or NUL"
+    elif value in (".", ".."):
+        problem = "must not be '.' or '..'"
+    elif len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        problem = f"must be at most {MAX_NAME_BYTES} UTF-8 bytes"
+    elif any(ord(ch) < 0x20 for ch in value):
+        problem = "must not contain control characters"
+    if problem:
+        raise errors.ValidationError(f"{field} {problem}", details={"field": field})
+    return value
+
+
+def normalize_folder(folder: str, field: str = "folder") -> str:
+    """An absolute POSIX folder path, NFC, without ``.``/``..``/empty segments; ``/`` is the root."""
+    value = unicodedata.normalize("NFC", folder)
+    if not value.startswith("/"):
+        raise errors.ValidationError(f"{field} must be an absolute path starting with '/'", details={"field": field})
+    if len(value.encode("utf-8")) > MAX_FOLDER_BYTES:
+        raise errors.ValidationError(f"{field} is too long", details={"field": field})
+    if value == "/":
+        return value
+    segments = value.rstrip("/").split("/")[1:]
+    for segment in segments:
+        if segment == "":
+            raise errors.ValidationError(f"{field} must not contain empty segments ('//')", details={"field": field})
+        normalize_name(segment, field)
+    return "/" + "/".join(segments)
+
+
+def parent_folders(folder: str) -> list[str]:
+    """``/a/b/c`` -> ``["/a", "/a/b", "/a/b/c"]`` (the root is implicit)."""
+    if folder == "/":
+        return []
+    parts = folder.split("/")[1:]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def split_path(path: str, field: str = "remotePath") -> tuple[str, str]:
+    """``/photos/IMG_1.jpg`` -> (``/photos``, ``IMG_1.jpg``), both validated."""
+    value = unicodedata.normalize("NFC", path)
+    if not value.startswith("/") or value.endswith("/"):
+        raise errors.ValidationError(f"{field} must be an absolute file path", details={"field": field})
+    folder, _, name = value.rpartition("/")
+    return normalize_folder(folder or "/", field), normalize_name(name, field)

@@ -1,0 +1,85 @@
+"""File records as stored in metadata, and how they appear in the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from vault.clock import rfc3339
+from vault.meta import Table
+
+
+class ChunkRef(msgspec.Struct, array_like=True, frozen=True):
+    """One piece of a file's content: the chunk id and its length."""
+
+    chunk_id: bytes
+    size: int
+
+
+class FileRecord(msgspec.Struct, kw_only=True):
+    """A file is a manifest: ordered chunks plus what the client told us about it."""
+
+    id: str
+    user_id: str
+    name: str
+    folder: str
+    size: int
+    mime_type: str
+    blake3: str  # hex of the whole-file BLAKE3
+    sha256: str | None = None  # hex, when the client declared one
+    chunks: list[ChunkRef] = msgspec.field(default_factory=list)
+    version: int = 1
+    created_at: float
+    modified_at: float  # the client's lastModified / capturedAt when given, else server time
+    updated_at: float  # server time of the last change
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    deleted_at: float | None = None
+
+
+class FolderRecord(msgspec.Struct, kw_only=True):
+    created_at: float
+
+
+class FileEntry(msgspec.Struct):
+    """A file as every endpoint shows it."""
+
+    id: str
+    name: str
+    folder: str
+    size: int
+    mimeType: str
+    modifiedAt: str
+    checksum: str
+    version: int
+    sha256: str | None = None
+
+
+FILES = Table("files", FileRecord)
+FOLDERS = Table("folders", FolderRecord)
+
+
+def file_entry(record: FileRecord) -> FileEntry:
+    return FileEntry(
+        id=record.id,
+        name=record.name,
+        folder=record.folder,
+        size=record.size,
+        mimeType=record.mime_type,
+        modifiedAt=rfc3339(record.modified_at),
+        checksum=f"blake3:{record.blake3}",
+        version=record.version,
+        sha256=f"sha256:{record.sha256}" if record.sha256 else None,
+    )
+
+
+def path_key(user_id: str, folder: str, name: str) -> bytes:
+    return f"{user_id}\x00{folder}\x00{name}".encode()
+
+
+def folder_key(user_id: str, folder: str) -> bytes:
+    return f"{user_id}\x00{folder}".encode()
+
+
+def content_key(user_id: str, algo: str, hex_digest: str) -> bytes:
+    return f"{user_id}\x00{algo}:{hex_digest}".encode()

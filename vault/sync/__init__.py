@@ -1,0 +1,1 @@
+"""Delta sync: the per-user change journal and sync tokens."""

@@ -1,0 +1,1 @@
+"""tus 1.0.0 resumable uploads over the node's upload sessions."""

@@ -1,0 +1,1 @@
+"""Chunked, resumable, verified uploads."""

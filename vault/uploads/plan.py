@@ -1,0 +1,41 @@
+"""Chunk planning (pure): how a file of ``size`` bytes is cut into numbered byte ranges."""
+
+from __future__ import annotations
+
+import msgspec
+
+MIN_CHUNK_SIZE = 64 * 1024
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
+
+
+class ChunkRange(msgspec.Struct, frozen=True):
+    index: int
+    start: int
+    end: int  # inclusive, as the spec shows
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+def total_chunks(size: int, chunk_size: int) -> int:
+    return (size + chunk_size - 1) // chunk_size
+
+
+def chunk_range(size: int, chunk_size: int, index: int) -> ChunkRange:
+    """The byte range of chunk ``index``; ``IndexError`` when out of range."""
+    if not 0 <= index < total_chunks(size, chunk_size):
+        raise IndexError(index)
+    start = index * chunk_size
+    return ChunkRange(index, start, min(size, start + chunk_size) - 1)
+
+
+def plan_chunks(size: int, chunk_size: int) -> list[ChunkRange]:
+    return [chunk_range(size, chunk_size, i) for i in range(total_chunks(size, chunk_size))]
+
+
+def clamp_chunk_size(requested: int | None, default: int) -> int:
+    """The client's ``chunkSize`` within [64 KiB, 64 MiB], or the node default."""
+    if requested is None:
+        return max(MIN_CHUNK_SIZE, min(MAX_CHUNK_SIZE, default))
+    return max(MIN_CHUNK_SIZE, min(MAX_CHUNK_SIZE, requested))
