@@ -264,21 +264,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     with scratch_dir("api-") as work, running_node(work) as base:
         results = trio.run(
             run_benchmark, base, args.connections, args.requests, args.seconds, max(1, args.rounds)
         )
     print(
         f"{args.connections} connections over loopback, one node process, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}\n"
+        f"{os.cpu_count()} CPUs (1-min load {load_before[0]:.1f} before), Python {platform.python_version()}\n"
     )
     print(report(results))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"api-{stamp}.json"
-    out.write_text(
-        json.dumps({"connections": args.connections, "results": [asdict(r) for r in results]}, indent=2)
-    )
+    summary = {
+        "command": "python -m bench api " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "connections": args.connections,
+        "rounds": args.rounds,
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "results": [asdict(r) for r in results],
+    }
+    out.write_text(json.dumps(summary, indent=2))
     if args.json:
         print(out.read_text())
     failed = sum(r.errors for r in results)

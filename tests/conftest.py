@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,21 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 def idle_jump_clock() -> trio.testing.MockClock:
     """A clock that jumps to the next timeout once the test has been idle for a moment of real
     time. Plain ``autojump_clock`` jumps while a worker thread (LMDB, fsync) is still busy, which
-    fires startup timeouts; this one lets threads finish, then skips hours in an instant."""
+    fires startup timeouts; this one lets threads finish, then skips hours in an instant.
+    Start apps with ``running_app`` so startup itself never races the clock."""
     return trio.testing.MockClock(autojump_threshold=0.05)
+
+
+@asynccontextmanager
+async def running_app(config: Config, clock: trio.testing.MockClock) -> AsyncIterator[VaultApp]:
+    """An app started with the mock clock held still (startup does real disk work in threads)."""
+    threshold = clock.autojump_threshold
+    clock.autojump_threshold = math.inf
+    application = create_app(config, clock=TrioClock())
+    async with application.test_app():
+        clock.autojump_threshold = threshold
+        yield application
+        clock.autojump_threshold = math.inf
 
 
 @pytest.fixture(params=["lmdb", "fs"])

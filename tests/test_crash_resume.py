@@ -31,8 +31,18 @@ def _node(data_dir: Path, port: int, backend: str) -> Iterator[subprocess.Popen[
     config = data_dir.parent / f"vault-{backend}.toml"
     config.write_text(f'[storage]\nbackend = "{backend}"\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vault.cli", "serve", "--config", str(config), "--data-dir", str(data_dir),
-         "--bind", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "vault.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -75,27 +85,43 @@ async def test_kill_9_mid_upload_then_resume_to_a_verified_file(tmp_path: Path, 
                 "/api/mobile/upload/init",
                 headers=headers,
                 json={
-                    "files": [{"localId": "l1", "name": "v.mp4", "size": len(data), "folder": "/v", "checksum": b3(data)}],
+                    "files": [
+                        {
+                            "localId": "l1",
+                            "name": "v.mp4",
+                            "size": len(data),
+                            "folder": "/v",
+                            "checksum": b3(data),
+                        }
+                    ],
                     "uploadOptions": {"chunkSize": 64 * KiB},
                 },
             )
             planned = init.json()["data"]["files"][0]
             for chunk in planned["chunks"][:4]:
-                r = await http.put(chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1])
+                r = await http.put(
+                    chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1]
+                )
                 assert r.status_code == 200
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     with _node(data_dir, port, backend) as proc:
         await _wait_healthy(base, proc)
         async with httpx.AsyncClient(base_url=base) as http:
-            state = (await http.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)).json()["data"]
+            state = (await http.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)).json()[
+                "data"
+            ]
             assert state["receivedChunks"] == [0, 1, 2, 3]
             for index in state["missingChunks"]:
                 chunk = planned["chunks"][index]
-                r = await http.put(chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1])
+                r = await http.put(
+                    chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1]
+                )
                 assert r.status_code == 200
             done = await http.post(
-                "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+                "/api/mobile/upload/complete",
+                headers=headers,
+                json={"uploadId": planned["uploadId"], "checksum": b3(data)},
             )
             assert done.status_code == 200, done.text
             file_id = done.json()["data"]["file"]["id"]

@@ -45,7 +45,7 @@ async def test_single_range_requests(client: Any) -> None:
 async def test_etag_if_none_match_and_head(client: Any) -> None:
     headers = await register(client)
     data = os.urandom(70 * KiB)
-    entry = await upload_file(client, headers, data, name="Grüße \"quoted\".jpg")
+    entry = await upload_file(client, headers, data, name='Grüße "quoted".jpg')
     url = f"/api/mobile/files/{entry['id']}/content"
     full = await client.get(url, headers=headers)
     etag = full.headers["ETag"]

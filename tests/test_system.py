@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from typing import Any
 
@@ -70,4 +69,3 @@ async def test_large_json_is_gzipped_when_accepted(live_node: LiveNode) -> None:
     assert packed.headers["content-encoding"] == "gzip"
     assert json.loads(packed.content) == json.loads(plain.content)
     assert int(packed.headers["content-length"]) < len(plain.content)
-    del gzip

@@ -6,14 +6,13 @@ import base64
 import io
 import os
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 import trio
 from tusclient.client import TusClient
 
-from tests.api_helpers import b3, device_info, PASSWORD
+from tests.api_helpers import PASSWORD, b3, device_info
 from tests.conftest import LiveNode
 from vault.config import Config
 
@@ -55,7 +54,9 @@ async def test_tuspy_upload_creates_the_file(live_node: LiveNode, chunk_size: in
     data = os.urandom(300 * KiB + 3)
     async with live_node.client() as http:
         headers = await _login(http)
-        url = await trio.to_thread.run_sync(_tus_upload, live_node.base_url, headers, data, chunk_size, checksum)
+        url = await trio.to_thread.run_sync(
+            _tus_upload, live_node.base_url, headers, data, chunk_size, checksum
+        )
         assert "/api/mobile/tus/upload_" in url
         listing = (await http.get("/api/mobile/files", params={"folder": "/videos"}, headers=headers)).json()
         [entry] = listing["data"]["files"]
@@ -89,7 +90,7 @@ async def test_patch_offsets_head_checksum_and_delete(live_node: LiveNode) -> No
         assert created.headers["upload-expires"]
         location = created.headers["location"]
         patch = {**headers, "Content-Type": "application/offset+octet-stream"}
-        first = await http.patch(location, headers={**patch, "Upload-Offset": "0"}, content=data[:70 * KiB])
+        first = await http.patch(location, headers={**patch, "Upload-Offset": "0"}, content=data[: 70 * KiB])
         assert first.status_code == 204
         assert first.headers["upload-offset"] == str(70 * KiB)
         stale = await http.patch(location, headers={**patch, "Upload-Offset": "0"}, content=data[:10])
@@ -136,8 +137,11 @@ async def test_creation_with_upload_and_other_users(live_node: LiveNode) -> None
         no_name = await http.post("/api/mobile/tus/", headers={**alice, "Upload-Length": "5"})
         assert no_name.status_code == 400
         no_version = await http.post(
-            "/api/mobile/tus/", headers={**await _login(http), "Upload-Length": "5", "Upload-Metadata": _meta(filename="c")}
+            "/api/mobile/tus/",
+            headers={**await _login(http), "Upload-Length": "5", "Upload-Metadata": _meta(filename="c")},
         )
         assert no_version.status_code == 412
-        unauth = await http.post("/api/mobile/tus/", headers={**tus, "Upload-Length": "5", "Upload-Metadata": _meta(filename="c")})
+        unauth = await http.post(
+            "/api/mobile/tus/", headers={**tus, "Upload-Length": "5", "Upload-Metadata": _meta(filename="c")}
+        )
         assert unauth.status_code == 401

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from tests.api_helpers import b3, init_upload, local_path, put_chunks, register, upload_file
+from tests.conftest import running_app
 from vault.app import VaultApp, create_app
 from vault.clock import TrioClock
 from vault.config import Config
@@ -35,7 +36,11 @@ async def test_multi_chunk_round_trip(client: Any) -> None:
     done = await client.post(
         "/api/mobile/upload/complete",
         headers=headers,
-        json={"uploadId": planned["uploadId"], "checksum": b3(data), "metadata": {"capturedAt": "2024-01-20T14:30:00Z"}},
+        json={
+            "uploadId": planned["uploadId"],
+            "checksum": b3(data),
+            "metadata": {"capturedAt": "2024-01-20T14:30:00Z"},
+        },
     )
     entry = (await done.get_json())["data"]["file"]
     assert entry["size"] == len(data)
@@ -53,7 +58,9 @@ async def test_resume_reports_received_and_missing_chunks(client: Any) -> None:
     data = os.urandom(4 * 64 * KiB)
     planned = await init_upload(client, headers, data)
     for chunk in planned["chunks"][::2]:
-        r = await client.put(local_path(chunk["uploadUrl"]), headers=headers, data=data[chunk["start"] : chunk["end"] + 1])
+        r = await client.put(
+            local_path(chunk["uploadUrl"]), headers=headers, data=data[chunk["start"] : chunk["end"] + 1]
+        )
         assert r.status_code == 200
     state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
     view = (await state.get_json())["data"]
@@ -63,11 +70,18 @@ async def test_resume_reports_received_and_missing_chunks(client: Any) -> None:
     progress = await client.post(
         "/api/mobile/upload/progress",
         headers=headers,
-        json={"uploadId": planned["uploadId"], "completedChunks": [0, 1, 2], "bytesUploaded": 1, "status": "uploading"},
+        json={
+            "uploadId": planned["uploadId"],
+            "completedChunks": [0, 1, 2],
+            "bytesUploaded": 1,
+            "status": "uploading",
+        },
     )
     assert (await progress.get_json())["data"]["missingChunks"] == [1, 3]
     early = await client.post(
-        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+        "/api/mobile/upload/complete",
+        headers=headers,
+        json={"uploadId": planned["uploadId"], "checksum": b3(data)},
     )
     assert early.status_code == 409
     assert (await early.get_json())["error"]["details"]["missingChunks"] == [1, 3]
@@ -123,7 +137,9 @@ async def test_sha256_whole_file_checksum_is_accepted(client: Any) -> None:
     planned = await init_upload(client, headers, data, checksum=sha)
     await put_chunks(client, headers, planned, data)
     done = await client.post(
-        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": sha}
+        "/api/mobile/upload/complete",
+        headers=headers,
+        json={"uploadId": planned["uploadId"], "checksum": sha},
     )
     entry = (await done.get_json())["data"]["file"]
     assert entry["checksum"] == b3(data)
@@ -203,10 +219,11 @@ async def test_abort_releases_and_later_chunks_conflict(client: Any) -> None:
     assert late.status_code == 409
 
 
-async def test_expired_session_is_410_and_swept(make_config: Callable[..., Config], idle_jump_clock: trio.testing.MockClock) -> None:
+async def test_expired_session_is_410_and_swept(
+    make_config: Callable[..., Config], idle_jump_clock: trio.testing.MockClock
+) -> None:
     config = make_config(uploads={"session_ttl": "1h", "gc_interval": "10m"})
-    app = create_app(config, clock=TrioClock())
-    async with app.test_app():
+    async with running_app(config, idle_jump_clock) as app:
         client = app.test_client()
         headers = await register(client)
         data = os.urandom(64 * KiB)
@@ -236,7 +253,11 @@ async def test_uploads_and_files_of_another_user_are_not_found(client: Any) -> N
         assert (await response.get_json())["error"]["code"] == "NOT_FOUND"
     put = await client.put(local_path(planned["chunks"][0]["uploadUrl"]), headers=bob, data=data)
     assert put.status_code == 404
-    done = await client.post("/api/mobile/upload/complete", headers=bob, json={"uploadId": planned["uploadId"], "checksum": b3(data)})
+    done = await client.post(
+        "/api/mobile/upload/complete",
+        headers=bob,
+        json={"uploadId": planned["uploadId"], "checksum": b3(data)},
+    )
     assert done.status_code == 404
 
 
@@ -270,3 +291,70 @@ async def test_empty_file_needs_no_chunks(client: Any) -> None:
     assert content.status_code == 200 and await content.get_data() == b""
 
 
+async def test_completion_and_failure_record_upload_notifications(app: Any, client: Any) -> None:
+    from vault.notifications.records import NOTIFICATIONS
+
+    headers = await register(client)
+    entry = await upload_file(client, headers, os.urandom(10 * KiB), name="n.jpg")
+    data = os.urandom(10 * KiB)
+    planned = await init_upload(client, headers, data, name="bad.jpg", checksum=b3(b"nope"))
+    await put_chunks(client, headers, planned, data)
+    failed = await client.post(
+        "/api/mobile/upload/complete",
+        headers=headers,
+        json={"uploadId": planned["uploadId"], "checksum": b3(b"nope")},
+    )
+    assert failed.status_code == 422
+    with app.node.meta.read() as txn:
+        found = [n for _, n in txn.scan(NOTIFICATIONS) if n.category == "uploads"]
+    assert [n.title for n in found] == ["Upload completed", "Upload failed"]
+    assert found[0].data["fileId"] == entry["id"]
+    assert found[0].deliveries and found[0].deliveries[0].status == "pending"
+
+
+async def test_stalled_chunk_body_is_cut_off(config: Config, idle_jump_clock: trio.testing.MockClock) -> None:
+    """A slow-loris client that stops sending gets a 400 after body_read_timeout, not a held slot."""
+    async with running_app(config, idle_jump_clock) as app:
+        await _stall(app, app.test_client())
+
+
+async def _stall(app: VaultApp, client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(64 * KiB)
+    planned = await init_upload(client, headers, data)
+    sent: list[dict[str, Any]] = []
+    first = True
+
+    async def receive() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": data[:1000], "more_body": True}
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": local_path(planned["chunks"][0]["uploadUrl"]),
+        "raw_path": b"",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", headers["Authorization"].encode()),
+            (b"content-length", str(len(data)).encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }
+    with trio.fail_after(3600):
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+    assert (await state.get_json())["data"]["receivedChunks"] == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import logging
 import time
-from typing import Any
 
 import msgspec
 from quart import Response, g, request
@@ -73,7 +72,10 @@ def create_app(config: Config, *, clock: Clock | None = None) -> VaultApp:
     routers = _routers()
     for router in routers:
         app.register_blueprint(router.blueprint)
-    app.openapi_document = msgspec.json.encode(build_openapi([d for r in routers for d in r.docs]))
+    from vault.api import chunk_route
+
+    docs = [d for r in routers for d in r.docs] + chunk_route.docs()
+    app.openapi_document = msgspec.json.encode(build_openapi(docs))
     _install_hooks(app)
 
     @app.before_serving
@@ -185,5 +187,3 @@ def _accepted_encodings(header: str) -> set[str]:
     if "*" in accepted:
         accepted.add("gzip")
     return accepted
-
-

@@ -20,6 +20,7 @@ from vault.devices.service import DeviceService
 from vault.meta import MetaStore
 from vault.metrics import Metrics
 from vault.policies import PlanPolicy, load_policy
+from vault.uploads.notify import record_upload_outcome
 from vault.uploads.service import TusUploads, UploadService
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Node:
             config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity
         )
         self.devices = DeviceService(self.meta, self.clock, self.activity)
-        self.uploads = UploadService(self, self.storage_quota)
+        self.uploads = UploadService(self, self.storage_quota, record_upload_outcome)
         self.tus = TusUploads(self.uploads)
 
     async def open(self) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from vault import errors
 from vault.api.raw import RawRequest, RawResponse, RawRoute, json_raw
+from vault.api.routing import RouteDoc
 from vault.checksums import parse_checksum
+from vault.uploads.api_types import ChunkReceipt
 
 CHUNK_PATH = "/api/mobile/upload/{upload_id}/chunks/{index}"
 
@@ -29,3 +31,21 @@ async def put_chunk(req: RawRequest) -> RawResponse:
 
 def routes() -> list[RawRoute]:
     return [RawRoute(["PUT"], CHUNK_PATH, put_chunk, "upload_chunk")]
+
+
+def docs() -> list[RouteDoc]:
+    """OpenAPI entries for the raw routes (their bodies are bytes, their answers structs)."""
+    return [
+        RouteDoc(
+            method="PUT",
+            path="/api/mobile/upload/{upload_id}/chunks/{index}",
+            summary="Upload one chunk's raw bytes (application/octet-stream); "
+            "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>",
+            body=None,
+            response=ChunkReceipt,
+            auth=True,
+            status=200,
+            envelope=True,
+            tags=["uploads"],
+        )
+    ]

@@ -124,7 +124,9 @@ class RawRoute:
         return None if found is None else found.groupdict()
 
 
-async def serve_raw(node: Node, route: RawRoute, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
+async def serve_raw(
+    node: Node, route: RawRoute, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+) -> None:
     """Run a raw handler with the same envelope, request id, logging and metrics as Quart routes."""
     started = time.perf_counter()
     req = RawRequest(node, scope, receive, params)
@@ -143,7 +145,9 @@ async def serve_raw(node: Node, route: RawRoute, scope: Scope, receive: Receive,
         except (errors.VaultError, ClientDisconnected):
             pass
     except Exception:
-        log.exception("unhandled error in %s %s", req.method, route.pattern, extra={"request_id": req.request_id})
+        log.exception(
+            "unhandled error in %s %s", req.method, route.pattern, extra={"request_id": req.request_id}
+        )
         response = json_raw(500, error_body(errors.InternalError(), req.request_id))
     headers = [*response.headers, ("x-request-id", req.request_id)]
     if not any(k.lower() == "content-length" for k, _ in headers):

@@ -97,9 +97,7 @@ class ApiRouter:
                 node: Node = current_app.node  # type: ignore[attr-defined]
                 ctx = Ctx(node=node, request=request, request_id=current_request_id())
                 if auth:
-                    ctx.principal_or_none = await node.authenticate(
-                        request.headers.get("Authorization")
-                    )
+                    ctx.principal_or_none = await node.authenticate(request.headers.get("Authorization"))
                 if body is not None:
                     result = await handler(ctx, await body_as(body), **params)
                 else:

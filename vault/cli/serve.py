@@ -17,7 +17,9 @@ from vault.config import Config
 log = logging.getLogger("vault.serve")
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser) -> None:
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     cmd = commands.add_parser("serve", parents=[parent], help="run the node")
     cmd.add_argument("--bind", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080)")
     cmd.set_defaults(run=run)
@@ -55,7 +57,9 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[None] = trio.TAS
     log.info("stopped")
 
 
-async def _serve_app(app: object, hc: HypercornConfig, stop: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
+async def _serve_app(
+    app: object, hc: HypercornConfig, stop: trio.Event, *, task_status: trio.TaskStatus[None]
+) -> None:
     await hypercorn_serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
 
 

@@ -129,7 +129,7 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
 
 
 class _Job:
-    __slots__ = ("fn", "result", "error", "done", "token")
+    __slots__ = ("done", "error", "fn", "result", "token")
 
     def __init__(self, fn: Callable[[Txn], Any], done: Callable[[], None]) -> None:
         self.fn = fn

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -46,6 +46,9 @@ from vault.uploads.records import (
 )
 from vault.uploads.usage import check_quota, get_usage, put_usage
 
+if TYPE_CHECKING:
+    from vault.node import Node
+
 log = logging.getLogger(__name__)
 
 # Finished sessions are kept this long past their expiry, so a late client learns "expired" or
@@ -53,12 +56,12 @@ log = logging.getLogger(__name__)
 FORGET_AFTER = 7 * 86400.0
 
 QuotaOf = Callable[[str], Awaitable[int]]
-# Called with (txn, session, file or None, error or None) inside the completing transaction.
-CompletionHook = Callable[[Txn, UploadSession, FileRecord | None, str | None], None]
+# Called with (txn, session, file or None, error or None, now) inside the finishing transaction.
+CompletionHook = Callable[[Txn, UploadSession, FileRecord | None, str | None, float], None]
 
 
 class UploadService:
-    def __init__(self, node: Any, quota_of: QuotaOf, on_complete: CompletionHook | None = None) -> None:
+    def __init__(self, node: Node, quota_of: QuotaOf, on_complete: CompletionHook | None = None) -> None:
         self.node = node
         self.quota_of = quota_of
         self.on_complete = on_complete
@@ -110,7 +113,10 @@ class UploadService:
                     checksum_algo=checksum.algo if checksum else None,
                     checksum_hex=checksum.hex if checksum else None,
                     priority=item.priority,
-                    options={"wifiOnly": req.uploadOptions.wifiOnly, "maxRetries": req.uploadOptions.maxRetries},
+                    options={
+                        "wifiOnly": req.uploadOptions.wifiOnly,
+                        "maxRetries": req.uploadOptions.maxRetries,
+                    },
                     created_at=now,
                     expires_at=now + ttl,
                     modified_at=modified,
@@ -132,7 +138,9 @@ class UploadService:
             files=planned,
             expiresAt=rfc3339(now + ttl),
             uploadOptions=EchoedOptions(
-                wifiOnly=req.uploadOptions.wifiOnly, chunkSize=chunk_size, maxRetries=req.uploadOptions.maxRetries
+                wifiOnly=req.uploadOptions.wifiOnly,
+                chunkSize=chunk_size,
+                maxRetries=req.uploadOptions.maxRetries,
             ),
         )
 
@@ -147,7 +155,8 @@ class UploadService:
                 modified = parse_rfc3339(item.lastModified)
             except ValueError:
                 raise errors.ValidationError(
-                    "lastModified must be an RFC 3339 timestamp", details={"field": f"files[{i}].lastModified"}
+                    "lastModified must be an RFC 3339 timestamp",
+                    details={"field": f"files[{i}].lastModified"},
                 ) from None
         return name, folder, checksum, modified
 
@@ -325,7 +334,11 @@ class UploadService:
             self._require_open(upload, self.now)
             received = self._received(txn, upload_id)
         chunks = self._ordered_chunks(upload, received)
-        if checksum is not None and upload.checksum_algo == checksum.algo and upload.checksum_hex != checksum.hex:
+        if (
+            checksum is not None
+            and upload.checksum_algo == checksum.algo
+            and upload.checksum_hex != checksum.hex
+        ):
             raise errors.ValidationError("checksum differs from the one declared at init")
         declared = self._declared(upload)
         need_sha = any(c is not None and c.algo == "sha256" for c in (checksum, declared))
@@ -335,7 +348,10 @@ class UploadService:
                 await self._record_failure(upload, "checksum mismatch")
                 raise errors.ChecksumMismatch(
                     "The uploaded content does not match the file checksum",
-                    details={"expected": str(expected), "actual": f"{expected.algo}:{digests.get(expected.algo)}"},
+                    details={
+                        "expected": str(expected),
+                        "actual": f"{expected.algo}:{digests.get(expected.algo)}",
+                    },
                 )
         modified = upload.modified_at
         captured = metadata.get("capturedAt")
@@ -344,7 +360,8 @@ class UploadService:
                 modified = parse_rfc3339(captured)
             except ValueError:
                 raise errors.ValidationError(
-                    "metadata.capturedAt must be an RFC 3339 timestamp", details={"field": "metadata.capturedAt"}
+                    "metadata.capturedAt must be an RFC 3339 timestamp",
+                    details={"field": "metadata.capturedAt"},
                 ) from None
         quota = await self.quota_of(user_id)
         now = self.now
@@ -379,7 +396,7 @@ class UploadService:
             current.file_id = record.id
             txn.put(UPLOADS, current.id.encode(), current)
             if self.on_complete is not None:
-                self.on_complete(txn, current, record, None)
+                self.on_complete(txn, current, record, None, now)
             return record
 
         record: FileRecord = await self.node.meta.write(write)
@@ -420,7 +437,9 @@ class UploadService:
         extra: Hasher | None = new_hasher("sha256") if algo == "sha256" else None
         for chunk in chunks:
             try:
-                async for piece in await self.node.chunks.get(ChunkId(chunk.chunk_id), expected_size=chunk.size):
+                async for piece in await self.node.chunks.get(
+                    ChunkId(chunk.chunk_id), expected_size=chunk.size
+                ):
                     await trio.to_thread.run_sync(_update_all, blake, extra, piece)
             except (ChunkMissing, ChunkCorrupt):
                 log.error("upload chunk %s unreadable at complete", chunk.chunk_id.hex())
@@ -434,9 +453,10 @@ class UploadService:
         if self.on_complete is None:
             return
         hook = self.on_complete
+        now = self.now
 
         def write(txn: Txn) -> None:
-            hook(txn, upload, None, reason)
+            hook(txn, upload, None, reason, now)
 
         await self.node.meta.write(write)
 
@@ -578,13 +598,17 @@ class TusUploads:
             if upload.via != "tus" or upload.status == "aborted":
                 raise errors.NotFound("No such upload")
             received = self.uploads._received(txn, upload_id)
-        if upload.status == "expired" or (upload.status == "uploading" and upload.expires_at <= self.uploads.now):
+        if upload.status == "expired" or (
+            upload.status == "uploading" and upload.expires_at <= self.uploads.now
+        ):
             raise errors.UploadExpired()
         if upload.status == "completed":
             return upload, upload.size, len(received)
         return upload, sum(c.size for c in received.values()), len(received)
 
-    async def append(self, user_id: str, upload_id: str, offset: int, pieces: list[tuple[ChunkId, int]]) -> int:
+    async def append(
+        self, user_id: str, upload_id: str, offset: int, pieces: list[tuple[ChunkId, int]]
+    ) -> int:
         """Record pieces stored at ``offset``; returns the new offset."""
         now = self.uploads.now
 
