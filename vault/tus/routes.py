@@ -24,6 +24,7 @@ from vault.tus.protocol import (
 )
 from vault.uploads.api_types import MAX_FILE_SIZE
 from vault.uploads.records import UploadSession
+from vault.uploads.running import Running
 from vault.uploads.service import TusUploads
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ class _Pieces:
     """Cuts a PATCH body into pieces of at most ``piece_size``, hashing it for Upload-Checksum,
     and ends quietly when the client goes away (tus keeps what arrived)."""
 
-    def __init__(self, body: AsyncIterator[bytes], limit: int, checksum: Hasher | None) -> None:
+    def __init__(
+        self, body: AsyncIterator[bytes], limit: int, checksum: Hasher | None, running: Running | None
+    ) -> None:
         self._body = body
         self._carry = b""
         self._limit = limit
@@ -52,6 +55,7 @@ class _Pieces:
         self.finished = False
         self.disconnected = False
         self._checksum = checksum
+        self._running = running
 
     async def _next(self) -> bytes:
         if self._carry:
@@ -73,6 +77,8 @@ class _Pieces:
             raise errors.PayloadTooLarge("PATCH body goes past Upload-Length")
         if self._checksum is not None:
             self._checksum.update(data)
+        if self._running is not None:
+            await self._running.update(data)
         return data
 
     async def piece(self, size: int) -> AsyncIterator[bytes]:
@@ -100,7 +106,9 @@ async def _receive(
     declared = req.content_length
     if declared is not None and offset + declared > upload.size:
         raise errors.PayloadTooLarge("PATCH body goes past Upload-Length")
-    pieces = _Pieces(req.body(), upload.size - offset, checker[0] if checker else None)
+    running = req.node.uploads.running
+    trial = running.trial(upload.id, offset, with_sha256=False)
+    pieces = _Pieces(req.body(), upload.size - offset, checker[0] if checker else None, trial)
     store = req.node.chunks
     stored: list[tuple[ChunkId, int]] = []
     piece_size = upload.chunk_size
@@ -121,6 +129,8 @@ async def _receive(
     if stored:
         new_offset = await tus.append(user_id, upload.id, offset, stored)
         req.node.metrics.received_bytes.inc(new_offset - offset)
+        if trial is not None:
+            running.accept(upload.id, trial, new_offset)
     if pieces.disconnected:
         if new_offset == upload.size:
             await req.node.uploads.finalize(user_id, upload.id, None, {})

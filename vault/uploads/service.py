@@ -44,6 +44,7 @@ from vault.uploads.records import (
     chunk_prefix,
     index_of,
 )
+from vault.uploads.running import RunningDigests, observed
 from vault.uploads.usage import check_quota, get_usage, put_usage
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class UploadService:
         self.node = node
         self.quota_of = quota_of
         self.on_complete = on_complete
+        self.running = RunningDigests()
 
     @property
     def now(self) -> float:
@@ -277,6 +279,9 @@ class UploadService:
             expected_id = ChunkId(declared.digest)
         elif declared is not None:
             stream = _checked(body, declared)
+        trial = self.running.trial(upload_id, index, with_sha256=upload.checksum_algo == "sha256")
+        if trial is not None:
+            stream = observed(stream, trial)
         try:
             result = await self.node.chunks.put(
                 stream, expected_id=expected_id, expected_size=rng.length, max_size=rng.length
@@ -309,6 +314,8 @@ class UploadService:
             txn.put(UPLOAD_CHUNKS, key, ReceivedChunk(result.chunk_id, result.size, now))
 
         await self.node.meta.write(record)
+        if trial is not None:
+            self.running.accept(upload_id, trial, index + 1)
         self.node.metrics.received_bytes.inc(result.size)
         return ChunkReceipt(
             uploadId=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
@@ -342,7 +349,9 @@ class UploadService:
             raise errors.ValidationError("checksum differs from the one declared at init")
         declared = self._declared(upload)
         need_sha = any(c is not None and c.algo == "sha256" for c in (checksum, declared))
-        digests = await self._whole_file_digests(chunks, "sha256" if need_sha else "blake3")
+        digests = self._running_digests(upload, len(chunks), need_sha)
+        if digests is None:
+            digests = await self._whole_file_digests(chunks, "sha256" if need_sha else "blake3")
         for expected in (checksum, declared):
             if expected is not None and digests.get(expected.algo) != expected.hex:
                 await self._record_failure(upload, "checksum mismatch")
@@ -401,6 +410,14 @@ class UploadService:
 
         record: FileRecord = await self.node.meta.write(write)
         return record
+
+    def _running_digests(self, upload: UploadSession, pieces: int, need_sha: bool) -> dict[str, str] | None:
+        """Digests hashed while the chunks streamed in, when they arrived strictly in order."""
+        position = upload.size if upload.via == "tus" else pieces
+        running = self.running.get(upload.id, position)
+        if running is None or (need_sha and running.sha256 is None):
+            return None
+        return running.digests()
 
     @staticmethod
     def _declared(upload: UploadSession) -> Checksum | None:
@@ -472,6 +489,7 @@ class UploadService:
             return upload
 
         upload: UploadSession = await self.node.meta.write(write)
+        self.running.forget(upload_id)
         return upload
 
     def _release(self, txn: Txn, upload: UploadSession, status: Any) -> list[ChunkId]:
@@ -510,6 +528,7 @@ class UploadService:
                         continue
                     if upload.status == "uploading" and upload.expires_at <= now:
                         self._release(txn, upload, "expired")
+                        self.running.forget(upload_id)
                         done += 1
                     elif upload.status != "uploading" and upload.expires_at + ttl <= now:
                         txn.delete(UPLOADS, upload_id.encode())
