@@ -271,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(
         f"{args.connections} connections over loopback, one node process, "
-        f"{os.cpu_count()} CPUs (1-min load {load_before[0]:.1f} before), Python {platform.python_version()}\n"
+        f"{os.cpu_count()} CPUs (1-min load {load_before[0]:.1f} before), "
+        f"Python {platform.python_version()}\n"
     )
     print(report(results))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -19,12 +19,13 @@ Only ratios inside one run mean anything on these machines. The issue's target: 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import blake3
@@ -88,6 +89,10 @@ async def _put_and_get(
     return put_seconds, get_seconds
 
 
+def _cell(name: str, measure: Callable[..., float], *args: object) -> dict[str, float]:
+    return {name: measure(*args)}
+
+
 def measure_size(
     size: int, total: int, max_chunks: int, backends: Sequence[str], repeat: int, root: Path
 ) -> dict[str, float]:
@@ -95,23 +100,35 @@ def measure_size(
     chunks = fresh_chunks(size, total, max_chunks)
     ids = [ChunkId(blake3.blake3(c).digest()) for c in chunks]
     volume = sum(len(c) for c in chunks)
-    samples: dict[str, list[float]] = {}
-    for rep in range(repeat):
-        # Interleaved: every cell once per repetition, so drift in the disk hits them alike.
-        timings = {
-            "blake3": blake3_seconds(chunks),
-            "raw_files": write_fsync_files(root / f"raw-{size}-{rep}", chunks),
-            "raw_stream": write_fsync_one_file(root / f"raw-{size}-{rep}", chunks),
-        }
-        for backend in backends:
+
+    def backend_cell(backend: str, rep: int) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
             directory = root / f"{backend}-{size}-{rep}"
             put_s, get_s = trio.run(_put_and_get, backend, directory, chunks, ids)
-            timings[f"{backend}_put"], timings[f"{backend}_get"] = put_s, get_s
+            return {f"{backend}_put": put_s, f"{backend}_get": get_s}
+
+        return run
+
+    samples: dict[str, list[float]] = {}
+    for rep in range(repeat):
+        cells: list[Callable[[], dict[str, float]]] = [
+            functools.partial(_cell, "blake3", blake3_seconds, chunks),
+            functools.partial(_cell, "raw_files", write_fsync_files, root / f"files-{size}-{rep}", chunks),
+            functools.partial(
+                _cell, "raw_stream", write_fsync_one_file, root / f"stream-{size}-{rep}", chunks
+            ),
+            *(backend_cell(backend, rep) for backend in backends),
+        ]
+        # Every cell once per repetition, starting one later each time, so neither drift in the
+        # disk nor the order of the cells favours one of them.
+        timings: dict[str, float] = {}
+        for turn in range(len(cells)):
+            timings |= cells[(turn + rep) % len(cells)]()
         for cell, seconds in timings.items():
             samples.setdefault(cell, []).append(mb_per_s(volume, seconds))
         print(
             f"  {size_label(size)} run {rep + 1}/{repeat}: "
-            + ", ".join(f"{cell} {mb_per_s(volume, s):,.0f}" for cell, s in timings.items()),
+            + ", ".join(f"{cell} {mb_per_s(volume, timings[cell]):,.0f}" for cell in sorted(timings)),
             file=sys.stderr,
         )
     return {cell: median(values) for cell, values in samples.items()}

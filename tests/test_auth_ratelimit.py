@@ -110,3 +110,23 @@ async def test_memory_stays_bounded_under_a_flood_of_distinct_emails(
             assert response.status_code == 403
         assert len(limiter.by_account) == 20
         assert len(limiter.by_address) == 60
+
+
+async def test_a_concurrent_burst_cannot_get_past_the_limit(config: Config, autojump_clock: Any) -> None:
+    async with quiet_node(config) as app:
+        client = app.test_client()
+        await register(client)
+        statuses: list[int] = []
+
+        async def guess(i: int) -> None:
+            response = await _attempt(client, password=f"wrong password {i}")
+            statuses.append(response.status_code)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(30):
+                nursery.start_soon(guess, i)
+        # Queued guesses are re-checked when a hashing slot frees up: at most the limit plus
+        # the hashes already in flight (max_concurrent_hashes = 2) are ever verified.
+        assert statuses.count(401) <= 10 + config.auth.max_concurrent_hashes
+        assert statuses.count(429) >= 30 - 10 - config.auth.max_concurrent_hashes
+        assert set(statuses) == {401, 429}

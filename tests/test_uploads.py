@@ -358,3 +358,25 @@ async def _stall(app: VaultApp, client: Any) -> None:
     assert sent[0]["status"] == 400
     state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
     assert (await state.get_json())["data"]["receivedChunks"] == []
+
+
+async def test_node_reclaims_chunks_of_aborted_uploads_after_grace(
+    make_config: Callable[..., Config], idle_jump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(uploads={"gc_interval": "10m", "gc_grace": "1h"})
+    async with running_app(config, idle_jump_clock) as app:
+        client = app.test_client()
+        headers = await register(client)
+        kept = os.urandom(64 * KiB)
+        entry = await upload_file(client, headers, kept, name="kept.bin")
+        dropped = os.urandom(2 * 64 * KiB)
+        planned = await init_upload(client, headers, dropped, name="dropped.bin")
+        await put_chunks(client, headers, planned, dropped)
+        assert (await app.node.chunks.stats()).chunks == 3
+        await client.delete(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+        await trio.sleep(15 * 60)  # first pass: marked, not deleted (grace)
+        assert (await app.node.chunks.stats()).chunks == 3
+        await trio.sleep(2 * 3600)  # a later pass: unreferenced for longer than the grace
+        assert (await app.node.chunks.stats()).chunks == 1
+        content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+        assert await content.get_data() == kept

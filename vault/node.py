@@ -12,11 +12,13 @@ from vault import plugins
 from vault.api.routing import Principal
 from vault.auth.service import AuthService
 from vault.chunks import ChunkBackend, ChunkStore
+from vault.chunks.refguard import RefGuard
 from vault.clock import Clock
 from vault.config import Config
 from vault.datadir_lock import NodeLock
 from vault.devices.activity import ActivityTracker
 from vault.devices.service import DeviceService
+from vault.gc import collect_garbage
 from vault.meta import MetaStore
 from vault.metrics import Metrics
 from vault.policies import PlanPolicy, load_policy
@@ -56,6 +58,7 @@ class Node:
         self.devices = DeviceService(self.meta, self.clock, self.activity)
         self.uploads = UploadService(self, self.storage_quota, record_upload_outcome)
         self.tus = TusUploads(self.uploads)
+        self.ref_guard = RefGuard()
 
     async def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,18 +87,32 @@ class Node:
 
     def background_tasks(self) -> list[Any]:
         """Coroutine functions to run for the node's lifetime."""
-        return [self._expire_uploads_periodically, *self.services.get("background", [])]
+        return [self._collect_periodically, *self.services.get("background", [])]
 
-    async def _expire_uploads_periodically(self) -> None:
+    async def _collect_periodically(self) -> None:
         interval = max(1.0, float(self.config.uploads.gc_interval))
         while True:
             await trio.sleep(interval)
             try:
-                expired = await self.uploads.expire()
-                if expired:
-                    log.info("expired %d upload session(s)", expired)
+                await self.collect_garbage()
             except Exception:
-                log.exception("upload expiry failed; will retry")
+                log.exception("upload expiry or garbage collection failed; will retry")
+
+    async def collect_garbage(self) -> None:
+        """Expire upload sessions, then reclaim chunks unreferenced for ``uploads.gc_grace``."""
+        expired = await self.uploads.expire()
+        if expired:
+            log.info("expired %d upload session(s)", expired)
+        report = await collect_garbage(
+            self.meta,
+            self.chunks,
+            now=self.clock.now(),
+            grace=max(1.0, float(self.config.uploads.gc_grace)),
+            delete=True,
+            guard=self.ref_guard.sweeping,
+        )
+        if report.deleted:
+            log.info("reclaimed %d chunk(s), %d bytes", report.deleted, report.deleted_bytes)
 
     async def storage_quota(self, user_id: str) -> int:
         """Bytes the user may store (0 = unlimited), from the plan policy."""

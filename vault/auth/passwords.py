@@ -9,6 +9,7 @@ small machine's memory. A login for an unknown email is verified against a dummy
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 import argon2
 import trio
@@ -20,6 +21,8 @@ TIME_COST = 2
 PARALLELISM = 1
 
 MIN_PASSWORD_LENGTH = 8
+
+Admit = Callable[[], None]
 
 
 def make_hasher(*, memory_kib: int = MEMORY_KIB, time_cost: int = TIME_COST) -> argon2.PasswordHasher:
@@ -49,22 +52,28 @@ class Passwords:
     async def hash(self, password: str) -> str:
         return await trio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
 
-    async def verify(self, password_hash: str, password: str) -> bool:
-        """Whether ``password`` matches; a malformed stored hash counts as a mismatch."""
-        return await trio.to_thread.run_sync(
-            self._verify_sync, password_hash, password, limiter=self._limiter
-        )
+    async def verify(self, password_hash: str, password: str, *, admit: Admit | None = None) -> bool:
+        """Whether ``password`` matches; a malformed stored hash counts as a mismatch.
+
+        ``admit`` runs once a hashing slot is free, right before the work, and may raise to refuse:
+        a burst of attempts queued behind the limiter is re-checked against the failures recorded
+        while it waited, instead of all passing a check made on arrival.
+        """
+        async with self._limiter:
+            if admit is not None:
+                admit()
+            return await trio.to_thread.run_sync(self._verify_sync, password_hash, password)
 
     async def prepare(self) -> None:
         """Make the dummy hash ahead of the first login, so that one is not slower either."""
         if self._dummy_hash is None:
             self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
 
-    async def burn(self, password: str) -> None:
+    async def burn(self, password: str, *, admit: Admit | None = None) -> None:
         """Spend the time of one verification, for an account that does not exist."""
         await self.prepare()
         assert self._dummy_hash is not None
-        await self.verify(self._dummy_hash, password)
+        await self.verify(self._dummy_hash, password, admit=admit)
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Whether the hash was made with other parameters than the current ones."""

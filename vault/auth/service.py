@@ -98,10 +98,7 @@ class AuthService:
         self, *, email: str, password: str, name: str | None, info: DeviceInfo, address: str
     ) -> Registration:
         email = accounts.normalise_email(email)
-        now = self.clock.now()
-        wait = self.limiter.retry_after(address, email, now)
-        if wait is not None:
-            raise errors.RateLimitExceeded(wait, "Too many failed sign-in attempts; try again later")
+        self._admit(address, email)
         user = await self._sign_in(email, password, name, address)
         account = user.account()
         limit = await self.policy.device_limit(account)
@@ -140,7 +137,7 @@ class AuthService:
             user = accounts.find_by_email(txn, email)
         if user is None:
             if self.config.auth.signup != "open":
-                await self.passwords.burn(password)
+                await self.passwords.burn(password, admit=lambda: self._admit(address, email))
                 self.limiter.record_failure(address, email, self.clock.now())
                 raise errors.SignupDisabled("No account with this email, and sign-up is closed")
             if len(password) < MIN_PASSWORD_LENGTH:
@@ -163,7 +160,9 @@ class AuthService:
             if created.password_hash == password_hash:
                 return created
             user = created  # someone created it a moment ago: check the password like any login
-        if not await self.passwords.verify(user.password_hash, password):
+        if not await self.passwords.verify(
+            user.password_hash, password, admit=lambda: self._admit(address, email)
+        ):
             self.limiter.record_failure(address, email, self.clock.now())
             raise errors.InvalidCredentials()
         self.limiter.record_success(email)
@@ -174,6 +173,12 @@ class AuthService:
             )
             user.password_hash = new_hash
         return user
+
+    def _admit(self, address: str, email: str) -> None:
+        """Refuse while the address or the account has too many recent failures."""
+        wait = self.limiter.retry_after(address, email, self.clock.now())
+        if wait is not None:
+            raise errors.RateLimitExceeded(wait, "Too many failed sign-in attempts; try again later")
 
     # -- tokens ---------------------------------------------------------------------------------
 

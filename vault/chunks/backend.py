@@ -6,7 +6,9 @@ durably and atomically, give them back, and enumerate what it holds.
 
 Backends are async so that each can offload blocking work its own way (a thread for LMDB and
 files, an async HTTP client for object storage); none may block the Trio event loop.
-A backend is constructed as ``Backend(data_dir: pathlib.Path, options: dict)`` and then opened.
+A backend is constructed as ``Backend(path: pathlib.Path, options: dict)`` (``path`` is
+``DATA_DIR/chunks``; ``options`` is ``[storage.options]``, and unknown keys should be refused by
+name) and then opened. ``vault.chunks.conformance`` is the suite every backend must pass.
 """
 
 from __future__ import annotations
@@ -31,11 +33,15 @@ class ChunkWriter(abc.ABC):
 
     @abc.abstractmethod
     async def write(self, data: bytes) -> None:
-        """Append ``data`` (the store hands over pieces of 1-4 MiB)."""
+        """Append ``data`` (the store hands over pieces of at most 4 MiB, never concurrently)."""
 
     @abc.abstractmethod
     async def commit(self, chunk_id: ChunkId) -> None:
-        """Make the staged bytes durable and visible as ``chunk_id``; a no-op if it exists."""
+        """Make the staged bytes durable and visible as ``chunk_id``; a no-op if it exists.
+
+        Returns only once the chunk would survive a crash. Concurrent commits of one id must
+        leave exactly one copy. After a failed commit nothing is visible and nothing is left.
+        """
 
     @abc.abstractmethod
     async def abort(self) -> None:
@@ -49,11 +55,19 @@ class ChunkBackend(abc.ABC):
 
     @abc.abstractmethod
     async def open(self) -> None:
-        """Open or create the storage; remove leftovers of interrupted writes."""
+        """Open or create the storage; remove leftovers of interrupted writes.
+
+        Leftovers may belong to another process using the same storage (``vault fsck`` beside a
+        running node): remove them only when this process is the storage's sole user.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release every resource; pending writes are finished or aborted first."""
+        """Release every resource once operations in progress have finished.
+
+        Writers neither committed nor aborted are dropped as a crash would leave them; the next
+        ``open`` removes what they staged. Their later ``abort`` must not fail.
+        """
 
     @abc.abstractmethod
     async def begin_put(self) -> ChunkWriter:

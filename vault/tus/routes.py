@@ -127,7 +127,11 @@ async def _receive(
             raise _ChecksumFailed()
     new_offset = offset
     if stored:
-        new_offset = await tus.append(user_id, upload.id, offset, stored)
+        async with req.node.ref_guard.taking():
+            new_offset = await tus.append(user_id, upload.id, offset, stored)
+            present = await store.has_many([chunk_id for chunk_id, _ in stored])
+        if len(present) < len({chunk_id for chunk_id, _ in stored}):  # pragma: no cover - gc race
+            raise errors.ServiceUnavailable("The node was reclaiming this content; resume the upload")
         req.node.metrics.received_bytes.inc(new_offset - offset)
         if trial is not None:
             running.accept(upload.id, trial, new_offset)

@@ -313,13 +313,32 @@ class UploadService:
                 decref(txn, [ChunkId(previous.chunk_id)])
             txn.put(UPLOAD_CHUNKS, key, ReceivedChunk(result.chunk_id, result.size, now))
 
-        await self.node.meta.write(record)
+        async with self.node.ref_guard.taking():
+            await self.node.meta.write(record)
+            if result.existed:
+                await self._ensure_still_stored(user_id, upload_id, index, result.chunk_id)
         if trial is not None:
             self.running.accept(upload_id, trial, index + 1)
         self.node.metrics.received_bytes.inc(result.size)
         return ChunkReceipt(
             uploadId=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
         )
+
+    async def _ensure_still_stored(self, user_id: str, upload_id: str, index: int, chunk_id: ChunkId) -> None:
+        """A deduplicated chunk may have been collected just before our reference landed."""
+        if await self.node.chunks.has_many([chunk_id]):
+            return
+
+        def undo(txn: Txn) -> None:
+            key = chunk_key(upload_id, index)
+            current = txn.get(UPLOAD_CHUNKS, key)
+            if current is not None and current.chunk_id == chunk_id:
+                txn.delete(UPLOAD_CHUNKS, key)
+                decref(txn, [chunk_id])
+
+        await self.node.meta.write(undo)
+        self.running.forget(upload_id)
+        raise errors.Conflict("The node was reclaiming this chunk's content; send the chunk again")
 
     # -- complete ------------------------------------------------------------------------------
 
