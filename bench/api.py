@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"api-{stamp}.json"
     summary = {
-        "command": "python -m bench api " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python -m bench api", *(argv if argv is not None else sys.argv[1:])]),
         "connections": args.connections,
         "rounds": args.rounds,
         "load_average": {"before": load_before, "after": os.getloadavg()},

@@ -82,6 +82,7 @@ class Params:
     time_limit: float = 480.0
     measure_timeout: float = 180.0
     warmup_files: int = 50
+    tus_whole_file: bool = True  # also a tus row that sends the whole big file in one PATCH
 
 
 # --- payloads ---------------------------------------------------------------------------------
@@ -571,6 +572,16 @@ class Setup:
     skipped: dict[str, str] = field(default_factory=dict)  # family -> why
 
 
+def tus_patch_sizes(params: Params) -> list[int]:
+    """The chunk sizes, then the whole file in one PATCH (tus-js-client's default, @tus's best case)."""
+    sizes = [c for c in params.chunk_sizes if c < params.big_size]
+    return [*sizes, params.big_size] if params.tus_whole_file else sizes or [params.big_size]
+
+
+def patch_label(params: Params, size: int) -> str:
+    return f"{size_label(size)} (whole file)" if size == params.big_size else size_label(size)
+
+
 def build(
     params: Params, setup: Setup, sampler: Sampler, peers_dir: Path, log: Callable[[str], None]
 ) -> None:
@@ -641,12 +652,12 @@ def build(
             setup.targets["tus"] = target
             sampler.watch("tus", tus.process)
             tus_client = TusClient(tus.endpoint, {}, "@tus/server", missing_is_404=False)
-            for n, chunk in enumerate(params.chunk_sizes):
+            for n, chunk in enumerate(tus_patch_sizes(params)):
                 setup.variants.append(
                     Variant(
                         f"tus-{size_label(chunk)}",
                         "tus",
-                        f"@tus/server {tus.version} PATCH {size_label(chunk)}",
+                        f"@tus/server {tus.version} PATCH {patch_label(params, chunk)}",
                         target,
                         tus_big(tus_client, chunk),
                         tus_client.small if n == 0 else None,
@@ -730,12 +741,12 @@ def build_node(params: Params, setup: Setup, sampler: Sampler) -> None:
             "node tus",
             missing_is_404=True,
         )
-        for n, chunk in enumerate(params.chunk_sizes):
+        for n, chunk in enumerate(tus_patch_sizes(params)):
             setup.variants.append(
                 Variant(
                     f"node-tus-{size_label(chunk)}",
                     "node-tus",
-                    f"node tus PATCH {size_label(chunk)}",
+                    f"node tus PATCH {patch_label(params, chunk)}",
                     target,
                     tus_big(tus, chunk),
                     tus.small if n == 0 else None,
@@ -1194,6 +1205,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
     parser.add_argument(
         "--batch", type=int, default=50, help="files per upload/init in the batched row (0: off)"
     )
+    parser.add_argument(
+        "--no-tus-whole-file", action="store_true", help="no tus rows with the big file in one PATCH"
+    )
     parser.add_argument("--targets", default=",".join(FAMILIES), help=f"comma list of {', '.join(FAMILIES)}")
     parser.add_argument("--backend", default="lmdb", help="node storage backend (default lmdb)")
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker_processes (default 1)")
@@ -1233,6 +1247,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
         backend=args.backend,
         nginx_workers=args.nginx_workers,
         time_limit=args.time_limit,
+        tus_whole_file=not args.no_tus_whole_file,
     )
     checks = [
         (1 <= big_mib <= 4096, "--big-mib must be 1..4096"),

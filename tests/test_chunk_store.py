@@ -139,6 +139,22 @@ async def test_one_huge_piece_reaches_the_backend_in_bounded_pieces(recording: R
     assert recording.write_sizes == [PIECE_SIZE, PIECE_SIZE, MiB]
 
 
+async def test_a_caller_reusing_its_buffer_between_pieces_stores_what_it_sent(fs: FsBackend) -> None:
+    data = os.urandom(3 * MiB + 11)
+
+    async def read_into_one_buffer() -> AsyncIterator[bytes]:
+        buffer = bytearray(64 * KiB)
+        for start in range(0, len(data), len(buffer)):
+            piece = data[start : start + len(buffer)]
+            buffer[: len(piece)] = piece
+            yield memoryview(buffer)[: len(piece)]  # type: ignore[misc]
+
+    store = ChunkStore(fs)
+    result = await store.put(read_into_one_buffer())
+    assert result.chunk_id == digest(data)
+    assert await store.read_all(result.chunk_id) == data
+
+
 async def test_known_chunk_with_expected_id_is_hashed_but_not_rewritten(
     recording: RecordingBackend, fs: FsBackend
 ) -> None:

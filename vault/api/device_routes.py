@@ -57,7 +57,7 @@ def device_view(device: Device, current_device_id: str) -> DeviceView:
 async def list_devices(ctx: Ctx) -> DeviceList:
     """The account's registered devices; ``isCurrent`` marks the calling one."""
     current = ctx.principal.device_id
-    devices = ctx.node.devices.list(ctx.principal.user_id)
+    devices = ctx.node.devices.for_user(ctx.principal.user_id)
     return DeviceList(devices=[device_view(d, current) for d in devices], current_device=current)
 
 

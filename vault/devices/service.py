@@ -161,7 +161,7 @@ class DeviceService:
         self.clock = clock
         self.activity = activity
 
-    def list(self, user_id: str) -> list[Device]:
+    def for_user(self, user_id: str) -> list[Device]:
         with self.meta.read() as txn:
             return list_devices(txn, user_id)
 
