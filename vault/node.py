@@ -9,7 +9,6 @@ from typing import Any
 import trio
 
 from vault import plugins
-from vault.api.routing import Principal
 from vault.auth.service import AuthService
 from vault.chunks import ChunkBackend, ChunkStore
 from vault.chunks.refguard import RefGuard
@@ -22,6 +21,7 @@ from vault.gc import collect_garbage
 from vault.meta import MetaStore
 from vault.metrics import Metrics
 from vault.policies import PlanPolicy, load_policy
+from vault.principal import Principal
 from vault.uploads.notify import record_upload_outcome
 from vault.uploads.service import TusUploads, UploadService
 

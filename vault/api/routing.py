@@ -11,23 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from quart import Blueprint, Request, Response, current_app, request
 
 from vault.api.envelope import body_as, current_request_id, ok
+from vault.principal import Principal
 
 if TYPE_CHECKING:
     from vault.node import Node
 
 API_PREFIX = "/api/mobile"
-
-
-class Principal(msgspec.Struct, frozen=True):
-    """Who is calling: the authenticated user and the device whose token was presented."""
-
-    user_id: str
-    device_id: str
-    session_id: str = ""
 
 
 @dataclass

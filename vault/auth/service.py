@@ -15,7 +15,6 @@ from pathlib import Path
 import trio
 
 from vault import errors
-from vault.api.routing import Principal
 from vault.auth import accounts, refresh
 from vault.auth.passwords import MIN_PASSWORD_LENGTH, Passwords
 from vault.auth.ratelimit import LoginLimiter
@@ -29,6 +28,7 @@ from vault.devices.records import Device, DeviceInfo
 from vault.ids import new_id
 from vault.meta import MetaStore, Txn
 from vault.policies import Account, PlanPolicy
+from vault.principal import Principal
 from vault.units import format_duration
 
 log = logging.getLogger(__name__)
