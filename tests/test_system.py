@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import LiveNode
+from vault.app import create_app
+from vault.config import Config
 
 
 async def test_health_reports_healthy_with_version(client: Any) -> None:
@@ -69,3 +74,24 @@ async def test_large_json_is_gzipped_when_accepted(live_node: LiveNode) -> None:
     assert packed.headers["content-encoding"] == "gzip"
     assert json.loads(packed.content) == json.loads(plain.content)
     assert int(packed.headers["content-length"]) < len(plain.content)
+
+
+async def test_health_is_503_with_a_reason_when_the_chunk_store_is_unreadable(
+    make_config: Callable[..., Config],
+) -> None:
+    config = make_config(storage={"backend": "fs"})
+    app = create_app(config)
+    async with app.test_app():
+        client = app.test_client()
+        assert (await client.get("/api/health")).status_code == 200
+        chunks = Path(config.storage.data_dir) / "chunks"
+        shutil.rmtree(chunks)
+        chunks.write_text("not a directory")
+        response = await client.get("/api/health")
+        body = await response.get_json()
+        assert response.status_code == 503
+        assert body["status"] == "unhealthy"
+        assert "chunk store" in body["reason"]
+        assert str(chunks) not in json.dumps(body)
+        chunks.unlink()
+        chunks.mkdir()

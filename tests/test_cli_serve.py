@@ -1,0 +1,73 @@
+"""``vault serve`` as a user runs it: defaults, a bad config refused, graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_bad_config_refuses_to_start_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "vault.toml"
+    path.write_text('[uploads]\nsession_ttl = "forever"\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vault.cli",
+            "serve",
+            "--config",
+            str(path),
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "uploads.session_ttl" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_serves_with_env_settings_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "VAULT_DATA_DIR": str(tmp_path / "data"), "VAULT_BIND": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then polls over HTTP
+        [sys.executable, "-m", "vault.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            with trio.fail_after(30):
+                while True:
+                    assert proc.poll() is None
+                    try:
+                        response = await http.get("/api/health", headers={"X-Request-Id": "probe-1"})
+                        break
+                    except httpx.TransportError:
+                        await trio.sleep(0.05)
+        assert response.json()["status"] == "healthy"
+        assert response.headers["x-request-id"] == "probe-1"
+        assert (tmp_path / "data" / "meta").is_dir()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        log = err.decode()
+        assert '"request_id": "probe-1"' in log and '"route": "/api/health"' in log
+        assert "Traceback" not in log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
