@@ -12,10 +12,10 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from vault.app import VaultApp, create_app
+from vault.cli.serve import hypercorn_config
 from vault.clock import TrioClock
 from vault.config import Config, config_from_mapping
 
@@ -91,9 +91,8 @@ class LiveNode:
 @pytest.fixture
 async def live_node(config: Config, nursery: trio.Nursery) -> AsyncIterator[LiveNode]:
     application = create_app(config)
-    hc = HypercornConfig()
+    hc = hypercorn_config(config)  # the same tuning as `vault serve`
     hc.bind = ["127.0.0.1:0"]
-    hc.accesslog = None
     stop = trio.Event()
     bound: list[str] = await nursery.start(
         lambda task_status: hypercorn_serve(

@@ -380,3 +380,29 @@ async def test_node_reclaims_chunks_of_aborted_uploads_after_grace(
         assert (await app.node.chunks.stats()).chunks == 1
         content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
         assert await content.get_data() == kept
+
+
+async def test_chunks_in_any_order_and_in_parallel_complete_to_the_same_file(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(7 * 64 * KiB + 5)
+    planned = await init_upload(client, headers, data)
+    chunks = planned["chunks"]
+
+    async def put(chunk: dict[str, Any]) -> None:
+        response = await client.put(
+            local_path(chunk["uploadUrl"]), headers=headers, data=data[chunk["start"] : chunk["end"] + 1]
+        )
+        assert response.status_code == 200
+
+    await put(chunks[3])
+    await put(chunks[1])
+    async with trio.open_nursery() as nursery:
+        for chunk in [chunks[0], chunks[2], *chunks[4:]][::-1]:
+            nursery.start_soon(put, chunk)
+    done = await client.post(
+        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+    )
+    assert done.status_code == 200, await done.get_json()
+    entry = (await done.get_json())["data"]["file"]
+    content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+    assert await content.get_data() == data

@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 
+import hypercorn.trio.tcp_server as hypercorn_tcp
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
@@ -25,8 +26,24 @@ def add_commands(
     cmd.set_defaults(run=run)
 
 
+# Hypercorn reads sockets 64 KiB at a time, and every read becomes an h11 event, a queue hand-off
+# and an ASGI message: for a 256 MiB upload that per-piece overhead cost more CPU than hashing and
+# writing together. Reading up to 1 MiB per call cut the node's CPU per upload by about a third.
+_RECV_SIZE = 1 << 20
+# Hypercorn queues up to this many body messages per request before it stops reading the socket;
+# with 1 MiB reads, 4 keeps a stalled upload's backlog at about 4 MiB.
+_APP_QUEUE = 4
+
+
+def tune_hypercorn() -> None:
+    """Apply the larger socket read size (a module constant of Hypercorn's trio worker)."""
+    hypercorn_tcp.MAX_RECV = _RECV_SIZE
+
+
 def hypercorn_config(config: Config) -> HypercornConfig:
+    tune_hypercorn()
     hc = HypercornConfig()
+    hc.max_app_queue_size = _APP_QUEUE
     hc.bind = [config.server.bind]
     hc.graceful_timeout = float(config.server.shutdown_grace)
     hc.accesslog = None  # our own structured request log replaces it
@@ -57,9 +74,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[None] = trio.TAS
     log.info("stopped")
 
 
-async def _serve_app(
-    app: object, hc: HypercornConfig, stop: trio.Event, *, task_status: trio.TaskStatus[None]
-) -> None:
+async def _serve_app(app: object, hc: HypercornConfig, stop: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
     await hypercorn_serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
 
 

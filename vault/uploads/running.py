@@ -1,9 +1,10 @@
 """Whole-file digests computed while chunks arrive in order, so ``complete`` need not re-read.
 
 A phone sends its chunks one after another; hashing each chunk into a running whole-file digest
-as it streams makes completing a 256 MiB upload cost nothing extra. Chunks that arrive out of
-order, a re-sent earlier chunk, or a node restart simply drop the running state, and ``complete``
-falls back to re-reading the stored chunks.
+as it streams makes completing a 256 MiB upload cost nothing extra. Chunks that arrive ahead of
+their turn (parallel streams) are read back and hashed once the gap before them closes, while the
+upload goes on. A re-sent earlier chunk or a node restart drops the running state, and
+``complete`` falls back to re-reading the stored chunks.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Running:
     sha256: Hasher | None
 
     def fork(self) -> Running:
+        """An independent copy: fed a piece that may still fail, it leaves this one intact."""
         return Running(
             self.position,
             self.blake3.copy(),  # type: ignore[attr-defined]
@@ -57,6 +59,7 @@ class RunningDigests:
 
     def __init__(self) -> None:
         self._by_upload: dict[str, Running] = {}
+        self._locks: dict[str, trio.Lock] = {}
 
     def trial(self, upload_id: str, position: int, *, with_sha256: bool) -> Running | None:
         """A copy to feed the next piece into, if ``position`` continues the running digest."""
@@ -70,8 +73,21 @@ class RunningDigests:
         return None
 
     def accept(self, upload_id: str, trial: Running, position: int) -> None:
+        """Adopt ``trial`` as covering ``0..position``, unless another request moved on meanwhile."""
+        current = self._by_upload.get(upload_id)
+        if current is not None and current.position != trial.position:
+            return
         trial.position = position
         self._by_upload[upload_id] = trial
+
+    def current(self, upload_id: str) -> Running | None:
+        return self._by_upload.get(upload_id)
+
+    def catch_up_lock(self, upload_id: str) -> trio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = self._locks[upload_id] = trio.Lock()
+        return lock
 
     def get(self, upload_id: str, position: int) -> Running | None:
         current = self._by_upload.get(upload_id)
@@ -79,6 +95,7 @@ class RunningDigests:
 
     def forget(self, upload_id: str) -> None:
         self._by_upload.pop(upload_id, None)
+        self._locks.pop(upload_id, None)
 
 
 async def observed(body: AsyncIterable[bytes], running: Running) -> AsyncIterator[bytes]:

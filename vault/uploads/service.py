@@ -319,10 +319,30 @@ class UploadService:
                 await self._ensure_still_stored(user_id, upload_id, index, result.chunk_id)
         if trial is not None:
             self.running.accept(upload_id, trial, index + 1)
+        await self._catch_up(upload)
         self.node.metrics.received_bytes.inc(result.size)
         return ChunkReceipt(
             uploadId=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
         )
+
+    async def _catch_up(self, upload: UploadSession) -> None:
+        """Hash chunks that arrived ahead of their turn into the running digest, in order."""
+        if self.running.current(upload.id) is None:
+            return
+        async with self.running.catch_up_lock(upload.id):
+            while (run := self.running.current(upload.id)) is not None and run.position < upload.total_chunks:
+                with self.node.meta.read() as txn:
+                    chunk = txn.get(UPLOAD_CHUNKS, chunk_key(upload.id, run.position))
+                if chunk is None:
+                    return
+                trial = run.fork()
+                try:
+                    async for piece in await self.node.chunks.get(ChunkId(chunk.chunk_id), expected_size=chunk.size):
+                        await trial.update(piece)
+                except (ChunkMissing, ChunkCorrupt):
+                    self.running.forget(upload.id)  # complete re-reads, and reports the problem
+                    return
+                self.running.accept(upload.id, trial, run.position + 1)
 
     async def _ensure_still_stored(self, user_id: str, upload_id: str, index: int, chunk_id: ChunkId) -> None:
         """A deduplicated chunk may have been collected just before our reference landed."""
@@ -342,9 +362,7 @@ class UploadService:
 
     # -- complete ------------------------------------------------------------------------------
 
-    async def complete(
-        self, user_id: str, upload_id: str, checksum_text: str, metadata: dict[str, Any]
-    ) -> FileRecord:
+    async def complete(self, user_id: str, upload_id: str, checksum_text: str, metadata: dict[str, Any]) -> FileRecord:
         """Verify every chunk and the whole content against ``checksum``; then create the file."""
         return await self.finalize(user_id, upload_id, parse_checksum(checksum_text), metadata)
 
@@ -360,11 +378,7 @@ class UploadService:
             self._require_open(upload, self.now)
             received = self._received(txn, upload_id)
         chunks = self._ordered_chunks(upload, received)
-        if (
-            checksum is not None
-            and upload.checksum_algo == checksum.algo
-            and upload.checksum_hex != checksum.hex
-        ):
+        if checksum is not None and upload.checksum_algo == checksum.algo and upload.checksum_hex != checksum.hex:
             raise errors.ValidationError("checksum differs from the one declared at init")
         declared = self._declared(upload)
         need_sha = any(c is not None and c.algo == "sha256" for c in (checksum, declared))
@@ -451,9 +465,7 @@ class UploadService:
             chunks = [received[i] for i in sorted(received)]
             got = sum(c.size for c in chunks)
             if got != upload.size or sorted(received) != list(range(len(received))):
-                raise errors.Conflict(
-                    f"{upload.size - got} byte(s) have not been received", details={"offset": got}
-                )
+                raise errors.Conflict(f"{upload.size - got} byte(s) have not been received", details={"offset": got})
             return chunks
         missing = [i for i in range(upload.total_chunks) if i not in received]
         if missing:
@@ -473,9 +485,7 @@ class UploadService:
         extra: Hasher | None = new_hasher("sha256") if algo == "sha256" else None
         for chunk in chunks:
             try:
-                async for piece in await self.node.chunks.get(
-                    ChunkId(chunk.chunk_id), expected_size=chunk.size
-                ):
+                async for piece in await self.node.chunks.get(ChunkId(chunk.chunk_id), expected_size=chunk.size):
                     await trio.to_thread.run_sync(_update_all, blake, extra, piece)
             except (ChunkMissing, ChunkCorrupt):
                 log.error("upload chunk %s unreadable at complete", chunk.chunk_id.hex())
@@ -636,17 +646,13 @@ class TusUploads:
             if upload.via != "tus" or upload.status == "aborted":
                 raise errors.NotFound("No such upload")
             received = self.uploads._received(txn, upload_id)
-        if upload.status == "expired" or (
-            upload.status == "uploading" and upload.expires_at <= self.uploads.now
-        ):
+        if upload.status == "expired" or (upload.status == "uploading" and upload.expires_at <= self.uploads.now):
             raise errors.UploadExpired()
         if upload.status == "completed":
             return upload, upload.size, len(received)
         return upload, sum(c.size for c in received.values()), len(received)
 
-    async def append(
-        self, user_id: str, upload_id: str, offset: int, pieces: list[tuple[ChunkId, int]]
-    ) -> int:
+    async def append(self, user_id: str, upload_id: str, offset: int, pieces: list[tuple[ChunkId, int]]) -> int:
         """Record pieces stored at ``offset``; returns the new offset."""
         now = self.uploads.now
 
