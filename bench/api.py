@@ -227,9 +227,7 @@ async def run_benchmark(
     # Interleaved rounds: the machine's noise (other processes) falls on every case alike.
     for _ in range(rounds):
         for name, request in cases:
-            await measure(
-                samples[name], base, connections, max_requests // rounds, max_seconds / rounds, request
-            )
+            await measure(samples[name], base, connections, max_requests // rounds, max_seconds / rounds, request)
     return [summarise(name, samples[name]) for name, _ in cases]
 
 
@@ -253,22 +251,14 @@ def report(results: list[Result]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench api", description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default 8)")
-    parser.add_argument(
-        "--requests", type=int, default=3000, help="at most this many per endpoint (default 3000)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=20.0, help="at most this long per endpoint (default 20)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds the budget is split into (default 3)"
-    )
+    parser.add_argument("--requests", type=int, default=3000, help="at most this many per endpoint (default 3000)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="at most this long per endpoint (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the budget is split into (default 3)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     with scratch_dir("api-") as work, running_node(work) as base:
-        results = trio.run(
-            run_benchmark, base, args.connections, args.requests, args.seconds, max(1, args.rounds)
-        )
+        results = trio.run(run_benchmark, base, args.connections, args.requests, args.seconds, max(1, args.rounds))
     print(
         f"{args.connections} connections over loopback, one node process, "
         f"{os.cpu_count()} CPUs (1-min load {load_before[0]:.1f} before), "

@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,6 +39,7 @@ from bench.common import (
     blake3_seconds,
     format_rate,
     format_ratio,
+    level_the_ground,
     mb_per_s,
     median,
     scratch_dir,
@@ -110,6 +112,7 @@ def measure_size(
         def run() -> dict[str, float]:
             directory = root / f"{backend}-{size}-{rep}"
             put_s, get_s = trio.run(_put_and_get, backend, directory, chunks, ids)
+            shutil.rmtree(directory)
             return {f"{backend}_put": put_s, f"{backend}_get": get_s}
 
         return run
@@ -119,15 +122,14 @@ def measure_size(
         cells: list[Callable[[], dict[str, float]]] = [
             functools.partial(_cell, "blake3", blake3_seconds, chunks),
             functools.partial(_cell, "raw_files", write_fsync_files, root / f"files-{size}-{rep}", chunks),
-            functools.partial(
-                _cell, "raw_stream", write_fsync_one_file, root / f"stream-{size}-{rep}", chunks
-            ),
+            functools.partial(_cell, "raw_stream", write_fsync_one_file, root / f"stream-{size}-{rep}", chunks),
             *(backend_cell(backend, rep) for backend in backends),
         ]
         # Every cell once per repetition, starting one later each time, so neither drift in the
         # disk nor the order of the cells favours one of them.
         timings: dict[str, float] = {}
         for turn in range(len(cells)):
+            level_the_ground(root / "ground", volume)
             timings |= cells[(turn + rep) % len(cells)]()
         for cell, seconds in timings.items():
             samples.setdefault(cell, []).append(mb_per_s(volume, seconds))
@@ -211,10 +213,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=2048,
         help="at most this many chunks per case, so small sizes finish in seconds (2048)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions per case; medians are shown (3)")
-    parser.add_argument(
-        "--sizes", default="64K,1M,8M", help="chunk sizes, comma-separated, K/M suffixes (64K,1M,8M)"
-    )
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions per case; medians are shown (5)")
+    parser.add_argument("--sizes", default="64K,1M,8M", help="chunk sizes, comma-separated, K/M suffixes (64K,1M,8M)")
     parser.add_argument("--backends", default="fs,lmdb", help="backends to measure (fs,lmdb)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default bench/results)")
     return parser.parse_args(argv)

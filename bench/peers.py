@@ -165,9 +165,7 @@ class ServerProcess:
                         return
                     last = f"HTTP {response.status_code}"
                 time.sleep(0.1)
-        raise BenchError(
-            f"{self.name} not ready after {READY_TIMEOUT:.0f}s ({last}); log:\n{tail(self.log_path)}"
-        )
+        raise BenchError(f"{self.name} not ready after {READY_TIMEOUT:.0f}s ({last}); log:\n{tail(self.log_path)}")
 
     def tree(self) -> list[int]:
         """The process tree, refreshed at most every 2 s (scanning /proc is not free)."""

@@ -292,9 +292,7 @@ class RawDisk:
     def dd(self, clients: list[httpx.Client], up: BigUpload, ctx: Ctx) -> None:
         path = self.dir / f"dd-{up.tag}.bin"
         argv = ["dd", "if=/dev/zero", f"of={path}", f"bs={MiB}", f"count={up.size // MiB}", "conv=fsync"]
-        result = subprocess.run(
-            [*argv, "status=none"], capture_output=True, text=True, timeout=REQUEST_TIMEOUT
-        )
+        result = subprocess.run([*argv, "status=none"], capture_output=True, text=True, timeout=REQUEST_TIMEOUT)
         if result.returncode != 0:
             raise BenchError(f"dd failed: {result.stderr.strip()[:300]}")
 
@@ -341,17 +339,13 @@ class TusClient:
             raise MissingEndpoint(f"{step} {self.endpoint} answers 404: the node has no tus endpoint yet")
         return expect(response, codes, f"{self.what} {step}")
 
-    def create(
-        self, client: httpx.Client, name: str, size: int, body: bytes | None = None
-    ) -> tuple[str, int]:
+    def create(self, client: httpx.Client, name: str, size: int, body: bytes | None = None) -> tuple[str, int]:
         """POST (creation, with the body when given: creation-with-upload) → (upload URL, offset)."""
         metadata = f"filename {b64(name)},folder {b64('/bench')},filetype {b64('application/octet-stream')}"
         headers = {**self.headers, "Upload-Length": str(size), "Upload-Metadata": metadata}
         if body is not None:
             headers["Content-Type"] = "application/offset+octet-stream"
-        response = self._check(
-            client.post(self.endpoint, headers=headers, content=body or b""), (201,), "POST"
-        )
+        response = self._check(client.post(self.endpoint, headers=headers, content=body or b""), (201,), "POST")
         location = response.headers.get("Location")
         if not location:
             raise BenchError(f"{self.what} POST answered 201 without Location")
@@ -415,15 +409,11 @@ class NodeApi:
             raise BenchError(f"{step}: unexpected answer {response.text[:300]}")
         return data
 
-    def init(
-        self, client: httpx.Client, entries: list[dict[str, Any]], chunk_size: int | None
-    ) -> list[dict[str, Any]]:
+    def init(self, client: httpx.Client, entries: list[dict[str, Any]], chunk_size: int | None) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"files": entries}
         if chunk_size:
             body["uploadOptions"] = {"chunkSize": chunk_size}
-        data = self._check(
-            client.post(self.base + "/upload/init", json=body, headers=self.auth), "upload/init"
-        )
+        data = self._check(client.post(self.base + "/upload/init", json=body, headers=self.auth), "upload/init")
         files = data.get("files")
         if not isinstance(files, list) or len(files) != len(entries):
             raise BenchError(f"upload/init: expected {len(entries)} files in data.files")
@@ -437,9 +427,7 @@ class NodeApi:
                 raise BenchError(f"upload/init: chunks cover {covered} bytes of {entry['size']}")
         return files
 
-    def put_chunk(
-        self, client: httpx.Client, chunk: dict[str, Any], data: memoryview | bytes, checksum: str
-    ) -> None:
+    def put_chunk(self, client: httpx.Client, chunk: dict[str, Any], data: memoryview | bytes, checksum: str) -> None:
         content, extra = body_of(data)
         headers = {
             **self.auth,
@@ -582,17 +570,13 @@ def patch_label(params: Params, size: int) -> str:
     return f"{size_label(size)} (whole file)" if size == params.big_size else size_label(size)
 
 
-def build(
-    params: Params, setup: Setup, sampler: Sampler, peers_dir: Path, log: Callable[[str], None]
-) -> None:
+def build(params: Params, setup: Setup, sampler: Sampler, peers_dir: Path, log: Callable[[str], None]) -> None:
     """Start every selected server and describe the rows to measure; a failing target is skipped."""
     fam = params.families
     if "raw" in fam or "dd" in fam:
         raw = RawDisk(setup.workdir)
         if "raw" in fam:
-            target = Target(
-                "raw", "raw write+fsync", "in-process os.write+os.fsync", "fsync", reset=raw.reset
-            )
+            target = Target("raw", "raw write+fsync", "in-process os.write+os.fsync", "fsync", reset=raw.reset)
             setup.targets["raw"] = target
             setup.variants.append(Variant("raw", "raw", "raw os.write + fsync", target, raw.big, raw.small))
         if "dd" in fam:
@@ -601,9 +585,7 @@ def build(
             else:
                 target = Target("dd", "dd", "dd conv=fsync", "fsync", cpu=children_cpu, reset=raw.reset)
                 setup.targets["dd"] = target
-                setup.variants.append(
-                    Variant("dd", "dd", "dd bs=1M conv=fsync (from /dev/zero)", target, raw.dd)
-                )
+                setup.variants.append(Variant("dd", "dd", "dd bs=1M conv=fsync (from /dev/zero)", target, raw.dd))
 
     if "nginx" in fam:
         try:
@@ -640,8 +622,7 @@ def build(
             target = Target(
                 "tus",
                 f"@tus/server {tus.version}",
-                f"@tus/server {tus.version} + @tus/file-store {tus.file_store_version}"
-                f", Node {tus.node_version}",
+                f"@tus/server {tus.version} + @tus/file-store {tus.file_store_version}, Node {tus.node_version}",
                 "no fsync",
                 tus.process,
                 tus.process.cpu_seconds,
@@ -859,9 +840,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.variant.key}/{self.workload}" + (
-            f"/c{self.concurrency}" if self.workload == SMALL else ""
-        )
+        return f"{self.variant.key}/{self.workload}" + (f"/c{self.concurrency}" if self.workload == SMALL else "")
 
 
 def plan_cells(params: Params, variants: list[Variant]) -> list[Cell]:
@@ -934,9 +913,7 @@ def describe(cell: Cell, m: Measurement) -> str:
         rate = f"{m.nbytes / MB / m.seconds:8.1f} MB/s"
     else:
         rate = f"{m.files / m.seconds:8.1f} files/s (c={m.concurrency})"
-    rss = (
-        f"rss {m.peak['VmRSS'] / MiB:.0f} MiB (anon {m.peak['RssAnon'] / MiB:.0f})" if m.peak["VmRSS"] else ""
-    )
+    rss = f"rss {m.peak['VmRSS'] / MiB:.0f} MiB (anon {m.peak['RssAnon'] / MiB:.0f})" if m.peak["VmRSS"] else ""
     return f"{cell.variant.label:<44} {rate}  cpu {m.server_cpu:.2f}s  {rss}"
 
 
@@ -959,9 +936,12 @@ class Stat:
         return text + (f" ({self.low:.{digits}f}-{self.high:.{digits}f})" if self.n > 1 else "")
 
 
-def summarise(
-    params: Params, setup: Setup, sampler: Sampler, results: list[Measurement]
-) -> list[dict[str, Any]]:
+def rate_of(m: Measurement) -> float:
+    """MB/s for the big file, files/s for small files."""
+    return m.nbytes / MB / m.seconds if m.workload == BIG else m.files / m.seconds
+
+
+def summarise(params: Params, setup: Setup, sampler: Sampler, results: list[Measurement]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for variant in setup.variants:
         mine = [m for m in results if m.variant == variant.key]
@@ -978,10 +958,7 @@ def summarise(
             ms = [m for m in mine if m.workload == workload and m.concurrency == conc]
             if not ms:
                 continue
-            if workload == BIG:
-                rate = [m.nbytes / MB / m.seconds for m in ms]
-            else:
-                rate = [m.files / m.seconds for m in ms]
+            rate = [rate_of(m) for m in ms]
             cpu = [m.server_cpu / (m.nbytes / GB) for m in ms]
             row["cells"][BIG if workload == BIG else f"small-c{conc}"] = {
                 "unit": "MB/s" if workload == BIG else "files/s",
@@ -1042,9 +1019,7 @@ def _cell_text(row: dict[str, Any], cell: str, what: str, digits: int = 0) -> st
     return Stat(**c[what]).fmt(digits) if c else "-"
 
 
-def report(
-    params: Params, rows: list[dict[str, Any]], table_ratios: dict[str, dict[str, float | None]]
-) -> str:
+def report(params: Params, rows: list[dict[str, Any]], table_ratios: dict[str, dict[str, float | None]]) -> str:
     big = size_label(params.big_size)
     small = f"{params.small_count} × {size_label(params.small_size)}"
     c_lo, c_hi = min(params.concurrency), max(params.concurrency)
@@ -1116,9 +1091,7 @@ def issue_targets(rows: list[dict[str, Any]], table_ratios: dict[str, dict[str, 
         if row["streams"] == 1:
             tus, ngx = rt.get(f"{BIG}/tus"), rt.get(f"{BIG}/nginx")
             if tus is not None:
-                out.append(
-                    f"- {row['label']}: ahead of @tus/server: {'yes' if tus > 1 else 'NO'} (×{tus:.2f})"
-                )
+                out.append(f"- {row['label']}: ahead of @tus/server: {'yes' if tus > 1 else 'NO'} (×{tus:.2f})")
             if ngx is not None:
                 out.append(f"- {row['label']}: ≥ 0.8× nginx: {'yes' if ngx >= 0.8 else 'NO'} (×{ngx:.2f})")
         else:
@@ -1142,9 +1115,7 @@ def issue_targets(rows: list[dict[str, Any]], table_ratios: dict[str, dict[str, 
 def environment(setup: Setup) -> dict[str, Any]:
     def cmd(*argv: str) -> str:
         try:
-            return subprocess.run(
-                argv, capture_output=True, text=True, timeout=10, check=False
-            ).stdout.strip()
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -1160,11 +1131,7 @@ def environment(setup: Setup) -> dict[str, Any]:
             "",
         ),
         "mem_total_kib": next(
-            (
-                int(ln.split()[1])
-                for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal")
-            ),
+            (int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")),
             0,
         ),
         "kernel": platform.release(),
@@ -1172,8 +1139,7 @@ def environment(setup: Setup) -> dict[str, Any]:
         "node": ".".join(map(str, nv)) if nv else None,
         "workdir_fs": cmd("stat", "-f", "-c", "%T", str(setup.workdir)),
         "targets": {
-            k: {"version": t.version, "durable": t.durable, "notes": t.notes}
-            for k, t in setup.targets.items()
+            k: {"version": t.version, "durable": t.durable, "notes": t.notes} for k, t in setup.targets.items()
         },
     }
 
@@ -1190,24 +1156,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
     parser.add_argument("--reps", type=int, help="repetitions per cell (default 3)")
     parser.add_argument("--big-mib", type=int, help="size of the big file in MiB (default 256)")
     parser.add_argument("--small-count", type=int, help="number of small files (default 1000)")
-    parser.add_argument(
-        "--small-kib", type=int, default=64, help="size of each small file in KiB (default 64)"
-    )
-    parser.add_argument(
-        "--chunk-mib", default="8,1", help="node chunk / tus PATCH sizes in MiB (default 8,1)"
-    )
-    parser.add_argument(
-        "--streams", type=int, default=4, help="parallel chunk streams of one file (default 4)"
-    )
-    parser.add_argument(
-        "--concurrency", default="1,8", help="concurrent clients for small files (default 1,8)"
-    )
-    parser.add_argument(
-        "--batch", type=int, default=50, help="files per upload/init in the batched row (0: off)"
-    )
-    parser.add_argument(
-        "--no-tus-whole-file", action="store_true", help="no tus rows with the big file in one PATCH"
-    )
+    parser.add_argument("--small-kib", type=int, default=64, help="size of each small file in KiB (default 64)")
+    parser.add_argument("--chunk-mib", default="8,1", help="node chunk / tus PATCH sizes in MiB (default 8,1)")
+    parser.add_argument("--streams", type=int, default=4, help="parallel chunk streams of one file (default 4)")
+    parser.add_argument("--concurrency", default="1,8", help="concurrent clients for small files (default 1,8)")
+    parser.add_argument("--batch", type=int, default=50, help="files per upload/init in the batched row (0: off)")
+    parser.add_argument("--no-tus-whole-file", action="store_true", help="no tus rows with the big file in one PATCH")
     parser.add_argument("--targets", default=",".join(FAMILIES), help=f"comma list of {', '.join(FAMILIES)}")
     parser.add_argument("--backend", default="lmdb", help="node storage backend (default lmdb)")
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker_processes (default 1)")
@@ -1218,12 +1172,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
         help="seconds for the timed runs, warm-ups excluded (default 480)",
     )
     parser.add_argument("--tmp-dir", type=Path, help="where stores go (default: system temp dir)")
-    parser.add_argument(
-        "--peers-dir", type=Path, default=Path(__file__).parent / ".peers", help="npm cache dir"
-    )
-    parser.add_argument(
-        "--results-dir", type=Path, default=RESULTS, help="where the JSON goes (bench/results)"
-    )
+    parser.add_argument("--peers-dir", type=Path, default=Path(__file__).parent / ".peers", help="npm cache dir")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (bench/results)")
     parser.add_argument("--no-json", action="store_true", help="do not write a JSON result file")
     args = parser.parse_args(argv)
 
@@ -1285,9 +1235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     previous = (
-        signal.signal(signal.SIGTERM, on_sigterm)
-        if threading.current_thread() is threading.main_thread()
-        else None
+        signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     )
     load_start = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="megavault-bench-uploads-", dir=args.tmp_dir)).resolve()
@@ -1329,9 +1277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 server.stop()
             except Exception as exc:  # keep stopping the others
-                log(
-                    f"could not stop {server.name} (pid {server.popen.pid if server.popen else '?'}): {exc!r}"
-                )
+                log(f"could not stop {server.name} (pid {server.popen.pid if server.popen else '?'}): {exc!r}")
         sampler.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         if previous is not None:

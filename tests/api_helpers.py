@@ -20,9 +20,7 @@ def device_info(device_id: str = "phone-1", model: str = "Pixel 7") -> dict[str,
     }
 
 
-async def register(
-    client: Any, email: str = "alice@example.com", device_id: str = "phone-1"
-) -> dict[str, str]:
+async def register(client: Any, email: str = "alice@example.com", device_id: str = "phone-1") -> dict[str, str]:
     """Register (creating the account if new) and return bearer headers for that device."""
     response = await client.post(
         "/api/mobile/auth/register",

@@ -40,8 +40,7 @@ async def test_failed_logins_over_http_get_429_with_retry_after(live_node: LiveN
     async with live_node.client() as http:
         assert (await http.post(REGISTER, json=register_body())).status_code == 200
         codes = [
-            (await http.post(REGISTER, json=register_body(password="wrong password!"))).status_code
-            for _ in range(10)
+            (await http.post(REGISTER, json=register_body(password="wrong password!"))).status_code for _ in range(10)
         ]
         assert codes == [401] * 10
         limited = await http.post(REGISTER, json=register_body(password="wrong password!"))

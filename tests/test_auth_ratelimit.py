@@ -54,9 +54,7 @@ async def test_an_account_is_protected_across_addresses(config: Config, autojump
         assert (await _attempt(client, "198.51.100.99", email="other@example.com")).status_code == 200
 
 
-async def test_an_address_is_limited_across_accounts(
-    make_config: Callable[..., Config], autojump_clock: Any
-) -> None:
+async def test_an_address_is_limited_across_accounts(make_config: Callable[..., Config], autojump_clock: Any) -> None:
     async with quiet_node(make_config(auth={"signup": "closed"})) as app:
         client = app.test_client()
         for i in range(10):

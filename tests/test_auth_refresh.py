@@ -47,9 +47,7 @@ async def test_refresh_rotates_and_the_new_pair_works(quiet_client: Any, autojum
     assert newer["refreshToken"] not in (first["refreshToken"], new["refreshToken"])
 
 
-async def test_replay_after_the_grace_window_revokes_the_whole_family(
-    quiet_client: Any, autojump_clock: Any
-) -> None:
+async def test_replay_after_the_grace_window_revokes_the_whole_family(quiet_client: Any, autojump_clock: Any) -> None:
     first = (await register(quiet_client))["tokens"]
     second = await _tokens(await _refresh(quiet_client, first["refreshToken"]))
     await trio.sleep(11)  # past the default 10 s grace
@@ -68,9 +66,7 @@ async def test_replay_after_the_grace_window_revokes_the_whole_family(
     assert (await quiet_client.get(DEVICES, headers=bearer(again))).status_code == 200
 
 
-async def test_a_lost_answer_can_be_retried_within_the_grace_window(
-    quiet_client: Any, autojump_clock: Any
-) -> None:
+async def test_a_lost_answer_can_be_retried_within_the_grace_window(quiet_client: Any, autojump_clock: Any) -> None:
     first = (await register(quiet_client))["tokens"]
     lost = await _tokens(await _refresh(quiet_client, first["refreshToken"]))
     await trio.sleep(5)
@@ -92,9 +88,7 @@ async def test_retry_grace_is_configurable(make_config: Callable[..., Config], a
         assert await error_code(await _refresh(client, first["refreshToken"])) == "TOKEN_REUSED"
 
 
-async def test_concurrent_refreshes_with_one_token_get_the_same_pair(
-    quiet_client: Any, autojump_clock: Any
-) -> None:
+async def test_concurrent_refreshes_with_one_token_get_the_same_pair(quiet_client: Any, autojump_clock: Any) -> None:
     first = (await register(quiet_client))["tokens"]
     answers: list[dict[str, str]] = []
 
@@ -121,15 +115,11 @@ async def test_wrong_device_id_is_unauthorized_and_leaves_the_token_usable(
 
 async def test_the_server_device_id_is_accepted_too(quiet_client: Any, autojump_clock: Any) -> None:
     body = await register(quiet_client)
-    await _tokens(
-        await _refresh(quiet_client, body["tokens"]["refreshToken"], device_id=body["device"]["id"])
-    )
+    await _tokens(await _refresh(quiet_client, body["tokens"]["refreshToken"], device_id=body["device"]["id"]))
 
 
 @pytest.mark.parametrize("token", ["rt_" + "A" * 43, "garbage", "eyJhbGciOiJIUzI1NiJ9.e30.x"])
-async def test_unknown_or_malformed_tokens_are_unauthorized(
-    quiet_client: Any, autojump_clock: Any, token: str
-) -> None:
+async def test_unknown_or_malformed_tokens_are_unauthorized(quiet_client: Any, autojump_clock: Any, token: str) -> None:
     response = await _refresh(quiet_client, token)
     assert response.status_code == 401
     assert await error_code(response) == "UNAUTHORIZED"

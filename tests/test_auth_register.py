@@ -91,9 +91,7 @@ async def _add_user(app: VaultApp, email: str, password: str, hasher: Any = None
     password_hash = (hasher or make_hasher()).hash(password)
     now = app.node.clock.now()
     await app.node.meta.write(
-        lambda txn: accounts.create_user(
-            txn, email=email, name="", password_hash=password_hash, plan="free", now=now
-        )
+        lambda txn: accounts.create_user(txn, email=email, name="", password_hash=password_hash, plan="free", now=now)
     )
 
 

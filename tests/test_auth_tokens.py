@@ -114,9 +114,7 @@ async def test_access_token_expires_after_its_ttl(config: Config, autojump_clock
         await trio.sleep(1)
         assert await _status(client, tokens["accessToken"]) == (401, "TOKEN_EXPIRED")
         # The refresh token is what a phone uses next.
-        response = await client.post(
-            REFRESH, json={"refreshToken": tokens["refreshToken"], "deviceId": "phone-1"}
-        )
+        response = await client.post(REFRESH, json={"refreshToken": tokens["refreshToken"], "deviceId": "phone-1"})
         fresh = (await response.get_json())["tokens"]["accessToken"]
         assert await _status(client, fresh) == (200, "")
 
@@ -131,9 +129,7 @@ async def test_rotated_key_signs_new_tokens_and_old_tokens_keep_working(app: Vau
     client = app.test_client()
     before = (await register(client))["tokens"]["accessToken"]
     old_kid = jwt.get_unverified_header(before)["kid"]
-    new_kid = KeyRing(app.node.data_dir / "keys.json").rotate(
-        app.node.clock.now(), keep_retired_for=7 * 86400
-    )
+    new_kid = KeyRing(app.node.data_dir / "keys.json").rotate(app.node.clock.now(), keep_retired_for=7 * 86400)
     after = (await register(client, device_id="tablet-1"))["tokens"]["accessToken"]
     assert jwt.get_unverified_header(after)["kid"] == new_kid != old_kid
     assert await _status(client, before) == (200, "")
@@ -148,9 +144,7 @@ async def test_logout_revokes_the_device_tokens_but_keeps_the_device(client: Any
     body = await response.get_json()
     assert body == {"success": True, "data": {"loggedOut": True, "deviceId": phone["device"]["id"]}}
     assert await _status(client, phone["tokens"]["accessToken"]) == (401, "DEVICE_REVOKED")
-    refresh = await client.post(
-        REFRESH, json={"refreshToken": phone["tokens"]["refreshToken"], "deviceId": "phone-1"}
-    )
+    refresh = await client.post(REFRESH, json={"refreshToken": phone["tokens"]["refreshToken"], "deviceId": "phone-1"})
     assert refresh.status_code == 401
     assert await error_code(refresh) == "DEVICE_REVOKED"
     # Other devices are untouched, and the logged-out one is still registered.

@@ -209,9 +209,7 @@ def _payload() -> dict[str, object]:
         pytest.param(
             lambda: f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': 'kid1'})}.{_b64(_payload())}.", id="alg-none"
         ),
-        pytest.param(
-            lambda: jwt.encode(_payload(), KEY, algorithm="HS512", headers={"kid": "kid1"}), id="alg-hs512"
-        ),
+        pytest.param(lambda: jwt.encode(_payload(), KEY, algorithm="HS512", headers={"kid": "kid1"}), id="alg-hs512"),
         pytest.param(
             lambda: jwt.encode(_payload(), b"x" * 32, algorithm="HS256", headers={"kid": "kid1"}),
             id="bad-key",
@@ -221,9 +219,7 @@ def _payload() -> dict[str, object]:
         ),
         pytest.param(lambda: jwt.encode(_payload(), KEY, algorithm="HS256"), id="no-kid"),
         pytest.param(
-            lambda: jwt.encode(
-                {**_payload(), "iss": "evil"}, KEY, algorithm="HS256", headers={"kid": "kid1"}
-            ),
+            lambda: jwt.encode({**_payload(), "iss": "evil"}, KEY, algorithm="HS256", headers={"kid": "kid1"}),
             id="wrong-issuer",
         ),
         pytest.param(
@@ -270,9 +266,7 @@ def test_emails_are_normalised(raw: str, expected: str) -> None:
     assert normalise_email(raw) == expected
 
 
-@pytest.mark.parametrize(
-    "raw", ["", "plain", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@b..c", "a@" + "b" * 260 + ".c"]
-)
+@pytest.mark.parametrize("raw", ["", "plain", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@b..c", "a@" + "b" * 260 + ".c"])
 def test_bad_emails_are_validation_errors(raw: str) -> None:
     with pytest.raises(errors.ValidationError) as info:
         normalise_email(raw)

@@ -72,9 +72,7 @@ def lmdb_harness(root: Path) -> Harness:
     async def leftovers() -> int:
         return await trio.to_thread.run_sync(leftovers_sync)
 
-    return Harness(
-        make=lambda: LmdbBackend(root, {"map_size": 64 << 20}), corrupt=corrupt, leftovers=leftovers
-    )
+    return Harness(make=lambda: LmdbBackend(root, {"map_size": 64 << 20}), corrupt=corrupt, leftovers=leftovers)
 
 
 @pytest.fixture(params=["lmdb", "fs"])

@@ -76,9 +76,7 @@ def fs_data_dir(tmp_path: Path) -> DataDir:
     return DataDir(tmp_path, "fs")
 
 
-def test_fsck_of_a_healthy_store_exits_0_with_progress(
-    data_dir: DataDir, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_fsck_of_a_healthy_store_exits_0_with_progress(data_dir: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir.populate(stored=3, referenced=2)
     assert main(data_dir.args("fsck")) == 0
     out, err = capsys.readouterr()
@@ -86,9 +84,7 @@ def test_fsck_of_a_healthy_store_exits_0_with_progress(
     assert "\r  3/3 chunks  30.0/30.0 KiB" in err
 
 
-def test_fsck_finds_a_chunk_corrupted_on_disk(
-    fs_data_dir: DataDir, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_fsck_finds_a_chunk_corrupted_on_disk(fs_data_dir: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
     ids = fs_data_dir.populate(stored=4, referenced=4)
     victim = FsBackend(fs_data_dir.path / "chunks", {}).chunk_path(ids[2])
     raw = bytearray(victim.read_bytes())
@@ -119,9 +115,7 @@ def test_fsck_runs_beside_a_running_node(data_dir: DataDir, capsys: pytest.Captu
     assert "no problems" in capsys.readouterr().out
 
 
-def test_gc_without_yes_reports_and_deletes_nothing(
-    data_dir: DataDir, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_gc_without_yes_reports_and_deletes_nothing(data_dir: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
     ids = data_dir.populate(stored=5, referenced=2)
     assert main(data_dir.args("gc")) == 0
     out, _ = capsys.readouterr()
@@ -145,9 +139,7 @@ def test_gc_yes_deletes_unreferenced_and_keeps_referenced(
     assert "nothing to reclaim; all 2 chunk(s) are referenced" in capsys.readouterr().out
 
 
-def test_gc_refuses_while_a_node_holds_the_data_dir(
-    data_dir: DataDir, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_gc_refuses_while_a_node_holds_the_data_dir(data_dir: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
     ids = data_dir.populate(stored=3, referenced=0)
     with hold_node_lock(data_dir.path):
         assert main(data_dir.args("gc", "--yes")) == 2
@@ -156,9 +148,7 @@ def test_gc_refuses_while_a_node_holds_the_data_dir(
     assert data_dir.stored_ids() == set(ids)
 
 
-def test_maintenance_commands_refuse_a_missing_data_dir(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_maintenance_commands_refuse_a_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("fsck", "gc"):
         assert main([command, "--data-dir", str(tmp_path / "nowhere")]) == 2
         assert "no data directory" in capsys.readouterr().err

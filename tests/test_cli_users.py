@@ -24,9 +24,7 @@ CLI = [sys.executable, "-c", "import sys; from vault.cli import main; sys.exit(m
 
 async def vault(*args: str, stdin: bytes = b"", check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """Run the ``vault`` command line in its own process."""
-    done = await trio.run_process(
-        [*CLI, *args], stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
-    )
+    done = await trio.run_process([*CLI, *args], stdin=stdin, capture_stdout=True, capture_stderr=True, check=False)
     if check:
         assert done.returncode == 0, done.stderr.decode()
     return done
@@ -72,9 +70,7 @@ async def test_set_plan_takes_effect_on_the_running_nodes_next_registration(app:
         await register(client, device_id=f"dev-{i}")
     refused = await client.post(REGISTER, json=register_body(device_id="dev-3"))
     assert await error_code(refused) == "DEVICE_LIMIT_REACHED"
-    done = await vault(
-        "user", "set-plan", "john@example.com", "pro", "--data-dir", _data_dir(app.node.config)
-    )
+    done = await vault("user", "set-plan", "john@example.com", "pro", "--data-dir", _data_dir(app.node.config))
     assert b"pro" in done.stdout
     await register(client, device_id="dev-3")
 
@@ -104,9 +100,7 @@ async def test_keys_rotate_on_a_running_node(app: VaultApp) -> None:
     assert _mode(Path(_data_dir(app.node.config)) / "keys.json") == 0o600
 
 
-async def test_commands_read_the_config_file_placed_after_the_subcommand(
-    app: VaultApp, tmp_path: Path
-) -> None:
+async def test_commands_read_the_config_file_placed_after_the_subcommand(app: VaultApp, tmp_path: Path) -> None:
     await register(app.test_client())
     toml = tmp_path / "vault.toml"
     toml.write_text(f'[storage]\ndata_dir = "{_data_dir(app.node.config)}"\n[plans.team]\ndevices = 5\n')
@@ -141,9 +135,7 @@ def test_mistakes_are_reported_without_a_traceback(
 
 async def test_adding_an_existing_or_weak_account_is_refused(config: Config) -> None:
     data = _data_dir(config)
-    await vault(
-        "user", "add", "a@b.c", "--password-stdin", "--data-dir", data, stdin=f"{PASSWORD}\n".encode()
-    )
+    await vault("user", "add", "a@b.c", "--password-stdin", "--data-dir", data, stdin=f"{PASSWORD}\n".encode())
     again = await vault(
         "user",
         "add",
@@ -155,7 +147,5 @@ async def test_adding_an_existing_or_weak_account_is_refused(config: Config) -> 
         check=False,
     )
     assert again.returncode == 2 and b"already exists" in again.stderr
-    weak = await vault(
-        "user", "add", "b@b.c", "--password-stdin", "--data-dir", data, stdin=b"short\n", check=False
-    )
+    weak = await vault("user", "add", "b@b.c", "--password-stdin", "--data-dir", data, stdin=b"short\n", check=False)
     assert weak.returncode == 2 and b"at least 8" in weak.stderr

@@ -99,24 +99,18 @@ async def test_kill_9_mid_upload_then_resume_to_a_verified_file(tmp_path: Path, 
             )
             planned = init.json()["data"]["files"][0]
             for chunk in planned["chunks"][:4]:
-                r = await http.put(
-                    chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1]
-                )
+                r = await http.put(chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1])
                 assert r.status_code == 200
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     with _node(data_dir, port, backend) as proc:
         await _wait_healthy(base, proc)
         async with httpx.AsyncClient(base_url=base) as http:
-            state = (await http.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)).json()[
-                "data"
-            ]
+            state = (await http.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)).json()["data"]
             assert state["receivedChunks"] == [0, 1, 2, 3]
             for index in state["missingChunks"]:
                 chunk = planned["chunks"][index]
-                r = await http.put(
-                    chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1]
-                )
+                r = await http.put(chunk["uploadUrl"], headers=headers, content=data[chunk["start"] : chunk["end"] + 1])
                 assert r.status_code == 200
             done = await http.post(
                 "/api/mobile/upload/complete",

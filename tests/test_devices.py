@@ -98,9 +98,7 @@ async def test_partial_updates_change_only_what_was_sent(client: Any) -> None:
     device = (await response.get_json())["data"]["device"]
     assert set(device) == DEVICE_KEYS and device["isCurrent"] is True
     assert device["settings"]["wifiOnly"] is False and device["settings"]["autoUpload"] is True
-    response = await _settings(
-        client, phone, device_id, {"uploadQuality": "high", "syncFolders": ["/photos/"]}
-    )
+    response = await _settings(client, phone, device_id, {"uploadQuality": "high", "syncFolders": ["/photos/"]})
     settings = (await response.get_json())["data"]["device"]["settings"]
     assert settings["wifiOnly"] is False  # the first change is kept
     assert settings["uploadQuality"] == "high" and settings["syncFolders"] == ["/photos"]
@@ -143,9 +141,7 @@ async def test_the_spec_example_update_applies(client: Any) -> None:
         ({"settings": {"wifiOnly": False}}, "settings"),
     ],
 )
-async def test_bad_settings_are_refused_and_change_nothing(
-    client: Any, change: dict[str, Any], field: str
-) -> None:
+async def test_bad_settings_are_refused_and_change_nothing(client: Any, change: dict[str, Any], field: str) -> None:
     phone = await register(client)
     before = (await _devices(client, phone))["devices"][0]["settings"]
     response = await _settings(client, phone, phone["device"]["id"], {"wifiOnly": False, **change})

@@ -52,9 +52,7 @@ async def test_built_in_plans_follow_the_spec(make_config: Callable[..., Config]
 async def test_built_in_plans_read_the_config_and_fall_back_to_the_default(
     make_config: Callable[..., Config],
 ) -> None:
-    config = make_config(
-        plans={"default": "pro", "pro": {"devices": 4}, "family": {"devices": 6, "quota": "2TiB"}}
-    )
+    config = make_config(plans={"default": "pro", "pro": {"devices": 4}, "family": {"devices": 6, "quota": "2TiB"}})
     policy = load_policy(config)
     assert isinstance(policy, PlansPolicy)
     assert await policy.device_limit(_account("pro")) == 4

@@ -54,9 +54,7 @@ async def test_tuspy_upload_creates_the_file(live_node: LiveNode, chunk_size: in
     data = os.urandom(300 * KiB + 3)
     async with live_node.client() as http:
         headers = await _login(http)
-        url = await trio.to_thread.run_sync(
-            _tus_upload, live_node.base_url, headers, data, chunk_size, checksum
-        )
+        url = await trio.to_thread.run_sync(_tus_upload, live_node.base_url, headers, data, chunk_size, checksum)
         assert "/api/mobile/tus/upload_" in url
         listing = (await http.get("/api/mobile/files", params={"folder": "/videos"}, headers=headers)).json()
         [entry] = listing["data"]["files"]

@@ -144,9 +144,7 @@ def _restructure(raw: Mapping[str, Any]) -> dict[str, Any]:
     plans = data.get("plans")
     if isinstance(plans, Mapping):
         scalar = {k: v for k, v in plans.items() if not isinstance(v, Mapping)}
-        tiers = {
-            name: msgspec.to_builtins(plan, enc_hook=_enc_hook) for name, plan in _default_plans().items()
-        }
+        tiers = {name: msgspec.to_builtins(plan, enc_hook=_enc_hook) for name, plan in _default_plans().items()}
         for name, table in plans.items():
             if isinstance(table, Mapping):
                 try:

@@ -81,9 +81,7 @@ async def check_storage(
         report.referenced += len(ids)
         present = await chunks.has_many(ids)
         report.problems.extend(
-            Problem("missing", c, "referenced by a file or upload but not stored")
-            for c in ids
-            if c not in present
+            Problem("missing", c, "referenced by a file or upload but not stored") for c in ids if c not in present
         )
         if len(ids) < BATCH:
             break

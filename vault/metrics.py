@@ -25,9 +25,7 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
-        self.stored_bytes = Gauge(
-            "vault_chunk_store_bytes", "Bytes held by the chunk store.", registry=self.registry
-        )
+        self.stored_bytes = Gauge("vault_chunk_store_bytes", "Bytes held by the chunk store.", registry=self.registry)
         self.stored_chunks = Gauge(
             "vault_chunk_store_chunks", "Chunks held by the chunk store.", registry=self.registry
         )

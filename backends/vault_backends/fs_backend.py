@@ -22,7 +22,14 @@ import trio
 
 from vault.chunks.backend import BackendStats, ChunkBackend, ChunkWriter
 from vault.chunks.ids import DIGEST_SIZE, ChunkId
-from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads, check_options, fsync_dir
+from vault_backends._common import (
+    BackendClosed,
+    OwnerLock,
+    WorkerThreads,
+    check_options,
+    fsync_dir,
+    start_writeback,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ class _FsWriter(ChunkWriter):
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
+        start_writeback(self.fd, self.size, len(data))
 
     async def commit(self, chunk_id: ChunkId) -> None:
         if self.finished:
@@ -185,18 +193,14 @@ class FsBackend(ChunkBackend):
             self._bytes += writer.size
 
     def _commit_sync(self, writer: _FsWriter, final: Path) -> bool:
-        if writer.fd is None:
-            writer.fd = os.open(writer.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fsync(writer.fd)
-        except BaseException:
+        if final.exists():  # stored meanwhile by another put: no need to flush our copy
             writer.discard_sync()
-            raise
-        writer.close_sync()
+            return False
         try:
-            if final.exists():
-                os.unlink(writer.tmp)
-                return False
+            if writer.fd is None:
+                writer.fd = os.open(writer.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.fsync(writer.fd)
+            writer.close_sync()
             created = self._make_dirs(final.parent)
             os.rename(writer.tmp, final)
         except BaseException:

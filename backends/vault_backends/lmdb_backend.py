@@ -54,8 +54,8 @@ INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
 _BATCH_JOBS = 64
 _BATCH_BYTES = 16 * 1024 * 1024
 _GROW_ATTEMPTS = 8
-# Segment writes one put may have queued before it waits for the oldest (4 MiB each at most).
-_STAGED_IN_FLIGHT = 2
+# Segment bytes one put may have queued before it waits for the oldest write to commit.
+_STAGED_IN_FLIGHT = 4 * 1024 * 1024
 
 INDEX_ENTRY = struct.Struct(">16sQI")
 _STATS = struct.Struct(">QQ")
@@ -177,16 +177,18 @@ def remove_staged(txn: lmdb.Transaction, dbs: Databases) -> int:
 class _LmdbWriter(ChunkWriter):
     """Buffers less than one segment; whole segments go to the writer thread as they fill.
 
-    A segment write does not wait for its commit: up to ``_STAGED_IN_FLIGHT`` are queued, so the
-    store hashes the next piece while LMDB syncs the last one, and the final segments and the
-    index entry often share one transaction. ``commit`` waits for all of them.
+    A segment write does not wait for its commit: up to ``_STAGED_IN_FLIGHT`` bytes are queued,
+    so the store hashes the next piece while LMDB syncs the last one, and the writer thread
+    groups the queued pieces (and often the index entry) into one transaction: a sync per few
+    MiB, not per piece. ``commit`` waits for all of them.
     """
 
     def __init__(self, backend: LmdbBackend) -> None:
         self._backend = backend
         self.token = secrets.token_bytes(TOKEN_SIZE)
         self._pending = bytearray()
-        self._in_flight: collections.deque[_Pending[None]] = collections.deque()
+        self._in_flight: collections.deque[tuple[_Pending[None], int]] = collections.deque()
+        self._queued = 0
         self._segments = 0
         self._size = 0
         self._staged = False
@@ -210,8 +212,9 @@ class _LmdbWriter(ChunkWriter):
             full.append(view[:SEGMENT_SIZE])
             view = view[SEGMENT_SIZE:]
         if full:
-            while len(self._in_flight) >= _STAGED_IN_FLIGHT:
-                await self._in_flight.popleft().result()
+            weight = len(full) * SEGMENT_SIZE
+            while self._in_flight and self._queued + weight > _STAGED_IN_FLIGHT:
+                await self._oldest_done()
             first, token, first_write = self._segments, self.token, not self._staged
             self._staged = True  # even if this fails part-way, abort must look for segments
 
@@ -221,19 +224,23 @@ class _LmdbWriter(ChunkWriter):
                 for offset, segment in enumerate(full):
                     txn.put(segment_key(token, first + offset), segment, db=dbs.segments)
 
-            self._in_flight.append(
-                self._backend.enqueue(stage, durable=False, weight=len(full) * SEGMENT_SIZE)
-            )
+            self._in_flight.append((self._backend.enqueue(stage, durable=False, weight=weight), weight))
+            self._queued += weight
             self._segments += len(full)
         if view:
             self._pending += view
+
+    async def _oldest_done(self) -> None:
+        pending, weight = self._in_flight.popleft()
+        self._queued -= weight
+        await pending.result()
 
     async def _settle(self) -> None:
         """Wait for every queued segment write; raises the first that failed."""
         error: Exception | None = None
         while self._in_flight:
             try:
-                await self._in_flight.popleft().result()
+                await self._oldest_done()
             except Exception as exc:
                 error = error or exc
         if error is not None:
@@ -391,9 +398,7 @@ class LmdbBackend(ChunkBackend):
 
     # -- the writer thread ---------------------------------------------------------------------
 
-    def enqueue(
-        self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int
-    ) -> _Pending[T]:
+    def enqueue(self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int) -> _Pending[T]:
         """Queue ``fn`` for a write transaction on the writer thread (FIFO); await its result."""
         if self._writer is None:
             raise BackendClosed("the lmdb backend is not open")
@@ -403,9 +408,7 @@ class LmdbBackend(ChunkBackend):
         self._jobs.put(job)
         return _Pending(job, finished)
 
-    async def submit(
-        self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int
-    ) -> T:
+    async def submit(self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int) -> T:
         """Run ``fn`` in a write transaction on the writer thread; with ``durable``, after sync."""
         return await self.enqueue(fn, durable=durable, weight=weight).result()
 
@@ -614,9 +617,7 @@ def _read_first(txn: lmdb.Transaction, dbs: Databases, chunk_id: ChunkId) -> tup
     return None if piece is None else (token, count, piece)
 
 
-def _join_segments(
-    txn: lmdb.Transaction, dbs: Databases, token: bytes, start: int, stop: int
-) -> bytes | None:
+def _join_segments(txn: lmdb.Transaction, dbs: Databases, token: bytes, start: int, stop: int) -> bytes | None:
     """Segments ``start..stop`` as one bytes object: one copy straight out of the map."""
     parts: list[bytes | memoryview] = []
     for number in range(start, stop):

@@ -92,9 +92,7 @@ def client_address(ctx: Ctx) -> str:
 
 
 def _tokens(pair: TokenPair) -> AuthTokens:
-    return AuthTokens(
-        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
-    )
+    return AuthTokens(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 
 @router.post("/auth/register", body=RegisterBody, response=RegisterAnswer, auth=False, envelope=False)

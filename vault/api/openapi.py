@@ -25,8 +25,7 @@ class ErrorEnvelope(msgspec.Struct):
 def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": doc.tags}
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in _path_params(doc.path)
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in _path_params(doc.path)
     ]
     if doc.query is not None:
         for field in msgspec.structs.fields(doc.query):

@@ -145,9 +145,7 @@ async def serve_raw(
         except (errors.VaultError, ClientDisconnected):
             pass
     except Exception:
-        log.exception(
-            "unhandled error in %s %s", req.method, route.pattern, extra={"request_id": req.request_id}
-        )
+        log.exception("unhandled error in %s %s", req.method, route.pattern, extra={"request_id": req.request_id})
         response = json_raw(500, error_body(errors.InternalError(), req.request_id))
     headers = [*response.headers, ("x-request-id", req.request_id)]
     if not any(k.lower() == "content-length" for k, _ in headers):

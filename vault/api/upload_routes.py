@@ -47,9 +47,7 @@ async def state(ctx: Ctx, upload_id: str) -> UploadState:
 @router.post("/upload/complete", body=CompleteRequest, response=CompleteResponse)
 async def complete(ctx: Ctx, body: CompleteRequest) -> CompleteResponse:
     """Verify every chunk and the whole-file checksum, then create the file."""
-    record = await ctx.node.uploads.complete(
-        ctx.principal.user_id, body.uploadId, body.checksum, body.metadata
-    )
+    record = await ctx.node.uploads.complete(ctx.principal.user_id, body.uploadId, body.checksum, body.metadata)
     return CompleteResponse(file=file_entry(record))
 
 

@@ -160,17 +160,13 @@ class AuthService:
             if created.password_hash == password_hash:
                 return created
             user = created  # someone created it a moment ago: check the password like any login
-        if not await self.passwords.verify(
-            user.password_hash, password, admit=lambda: self._admit(address, email)
-        ):
+        if not await self.passwords.verify(user.password_hash, password, admit=lambda: self._admit(address, email)):
             self.limiter.record_failure(address, email, self.clock.now())
             raise errors.InvalidCredentials()
         self.limiter.record_success(email)
         if self.passwords.needs_rehash(user.password_hash):
             old_hash, new_hash = user.password_hash, await self.passwords.hash(password)
-            await self.meta.write(
-                lambda txn: accounts.replace_password_hash(txn, user.id, old_hash, new_hash)
-            )
+            await self.meta.write(lambda txn: accounts.replace_password_hash(txn, user.id, old_hash, new_hash))
             user.password_hash = new_hash
         return user
 
@@ -304,7 +300,5 @@ class AuthService:
 
     async def storage_quota(self, user_id: str) -> int:
         """Bytes the user may store (0 = unlimited), asked of the plan policy each time."""
-        account = self.account(user_id) or Account(
-            id=user_id, email="", name="", plan=self.config.plans.default
-        )
+        account = self.account(user_id) or Account(id=user_id, email="", name="", plan=self.config.plans.default)
         return await self.policy.storage_quota(account)

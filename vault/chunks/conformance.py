@@ -188,9 +188,7 @@ async def check_round_trip(harness: Harness) -> None:
         expected_bytes = 0
         for seed, size in enumerate(ROUND_TRIP_SIZES):
             data = content(size, seed)
-            result = await store.put(
-                pieces(data, 256 * KiB + 7), expected_id=digest(data), expected_size=size
-            )
+            result = await store.put(pieces(data, 256 * KiB + 7), expected_id=digest(data), expected_size=size)
             expect(result.chunk_id == digest(data) and result.size == size, f"put of {size} bytes")
             expect(not result.existed, f"a new {size}-byte chunk is reported as existing")
             expect(await backend.stat(result.chunk_id) == size, f"stat of a {size}-byte chunk")
@@ -243,9 +241,7 @@ async def check_batches(harness: Harness) -> None:
         expect(await backend.has_many(stored) == set(stored[25:]), "deleted chunks are gone, others stay")
         sizes = [await backend.stat(c) for c in stored[25:]]
         stats = await backend.stats()
-        expect(
-            stats.chunks == 15 and stats.bytes == sum(s or 0 for s in sizes), f"stats after deletes: {stats}"
-        )
+        expect(stats.chunks == 15 and stats.bytes == sum(s or 0 for s in sizes), f"stats after deletes: {stats}")
 
 
 @_covers("ChunkBackend.read")
@@ -263,9 +259,7 @@ async def check_corrupt_chunk_detected(harness: Harness) -> None:
         store = ChunkStore(backend)
         for data in (small, large):
             chunk_id = digest(data)
-            await expect_raises(
-                ChunkCorrupt, store.verify(chunk_id), f"verify of a corrupt {len(data)}-byte chunk"
-            )
+            await expect_raises(ChunkCorrupt, store.verify(chunk_id), f"verify of a corrupt {len(data)}-byte chunk")
             received = bytearray()
 
             async def consume(chunk_id: ChunkId = chunk_id, received: bytearray = received) -> None:
@@ -366,9 +360,7 @@ async def check_delete(harness: Harness) -> None:
             "a deleted chunk can be stored again",
         )
     async with opened(harness) as backend:
-        expect(
-            await backend.stats() == BackendStats(chunks=2, bytes=len(data) + len(keep)), "stats after reopen"
-        )
+        expect(await backend.stats() == BackendStats(chunks=2, bytes=len(data) + len(keep)), "stats after reopen")
 
 
 @_covers("ChunkBackend.open", "ChunkBackend.close", "ChunkWriter.write")
@@ -382,9 +374,7 @@ async def check_crash_leftovers_ignored(harness: Harness) -> None:
         # Closing with writers neither committed nor aborted is what a crash leaves on disk.
     expect(await harness.leftovers() > 0, "the simulated crash left no staged data (check the hook)")
     async with opened(harness) as backend:
-        expect(
-            await backend.has_many([digest(big), digest(small)]) == set(), "uncommitted chunks are invisible"
-        )
+        expect(await backend.has_many([digest(big), digest(small)]) == set(), "uncommitted chunks are invisible")
         expect(
             await backend.list_ids(None, 10) == [digest(content(100, 23))],
             "only the committed chunk is listed",
@@ -393,9 +383,7 @@ async def check_crash_leftovers_ignored(harness: Harness) -> None:
     expect(await harness.leftovers() == 0, "staged data of the crashed writes was not reclaimed at open")
     async with opened(harness) as backend:
         result = await ChunkStore(backend).put_bytes(big)
-        expect(
-            not result.existed and await read_backend(backend, digest(big)) == big, "the store works after"
-        )
+        expect(not result.existed and await read_backend(backend, digest(big)) == big, "the store works after")
 
 
 @_covers("ChunkBackend.open", "ChunkBackend.close")
@@ -455,12 +443,8 @@ async def check_store_mismatch_leaves_nothing(harness: Harness) -> None:
         expect(await backend.stats() == BackendStats(chunks=0, bytes=0), "stats after refused puts")
         stored = await store.put_bytes(data)
         again = await store.put(pieces(data, 64 * KiB), expected_id=stored.chunk_id, expected_size=len(data))
-        expect(
-            again.existed and again.chunk_id == stored.chunk_id, "a known chunk is recognised, not rewritten"
-        )
-        expect(
-            await backend.stats() == BackendStats(chunks=1, bytes=len(data)), "a known chunk is stored once"
-        )
+        expect(again.existed and again.chunk_id == stored.chunk_id, "a known chunk is recognised, not rewritten")
+        expect(await backend.stats() == BackendStats(chunks=1, bytes=len(data)), "a known chunk is stored once")
     expect(await harness.leftovers() == 0, "refused puts left staged data behind")
 
 
@@ -476,8 +460,6 @@ async def check_too_large(harness: Harness) -> None:
     async with opened(harness) as backend:
         store = ChunkStore(backend)
         await expect_raises(ChunkTooLarge, store.put(endless()), "a stream past 64 MiB")
-        await expect_raises(
-            ChunkTooLarge, store.put(pieces(piece, 64 * KiB), max_size=MiB), "a stream past max_size"
-        )
+        await expect_raises(ChunkTooLarge, store.put(pieces(piece, 64 * KiB), max_size=MiB), "a stream past max_size")
         expect(await backend.list_ids(None, 10) == [], "nothing too large became visible")
     expect(await harness.leftovers() == 0, "a refused large put left staged data behind")

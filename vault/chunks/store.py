@@ -21,11 +21,12 @@ from vault.chunks.ids import ChunkId
 log = logging.getLogger(__name__)
 
 MAX_CHUNK_SIZE = 64 * 1024 * 1024
-# Pieces handed to the backend and the hashing thread: large enough that a thread hand-off is
-# cheap relative to the work (PERFORMANCE.md: 64 KiB hand-offs ran at a quarter of the speed).
+# The largest piece handed to the backend and the hashing thread; pieces are at least
+# GATHER_SIZE (but the last), so a thread hand-off is cheap relative to the work
+# (PERFORMANCE.md: 64 KiB hand-offs ran at a quarter of the speed).
 PIECE_SIZE = 4 * 1024 * 1024
-# Pieces at least this large are handed on as they come, without being joined (no copy).
-PASS_THROUGH = 1024 * 1024
+# Smaller pieces from the caller are gathered to this size; larger ones pass without a copy.
+GATHER_SIZE = 1024 * 1024
 # Below this, hashing inline on the event loop is cheaper than a thread hop (~60 us at 4 GB/s).
 INLINE_HASH_LIMIT = 256 * 1024
 # Chunks up to this size are read and verified whole before the first byte is released; larger
@@ -81,13 +82,15 @@ async def _hash(hasher: blake3.blake3, piece: bytes) -> None:
 
 
 async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -> AsyncIterator[bytes]:
-    """Regroup a stream into pieces of at most ``piece_size``, failing fast past ``limit``.
+    """Regroup a stream into pieces of ``GATHER_SIZE`` to ``piece_size`` bytes; fail past ``limit``.
 
-    Small pieces are gathered and joined once (one allocation per piece: growing a buffer and
-    copying it out touched twice the fresh memory and halved the store's throughput); pieces of
-    ``PASS_THROUGH`` bytes or more go on as they are, without a copy; larger ones are split.
-    Pieces that are not ``bytes`` are copied on arrival: the caller may reuse its buffer.
+    Small pieces are gathered and joined once into ``GATHER_SIZE`` (one allocation per piece:
+    growing a buffer and copying it out touched twice the fresh memory and halved the store's
+    throughput, and 1 MiB joins ran about twice as fast as 4 MiB ones here); pieces already that
+    large go on as they are, without a copy, and longer ones are cut at ``piece_size``. Pieces
+    that are not ``bytes`` are copied on arrival: the caller may reuse its buffer.
     """
+    gather = min(GATHER_SIZE, piece_size)
     parts: list[bytes | memoryview] = []
     held = 0
     total = 0
@@ -99,21 +102,22 @@ async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -
             raise ChunkTooLarge(limit)
         if not isinstance(data, bytes):
             data = bytes(data)
-        if not parts and min(PASS_THROUGH, piece_size) <= len(data) <= piece_size:
-            yield data
-            continue
         view = memoryview(data)
-        while held + len(view) >= piece_size:
-            take = piece_size - held
+        while view:
+            if not parts and len(view) >= gather:
+                size = min(len(view), piece_size)
+                yield data if size == len(data) else bytes(view[:size])
+                view = view[size:]
+                continue
+            take = min(len(view), gather - held)
             parts.append(view[:take])
-            piece = b"".join(parts)
-            parts.clear()  # before the yield: the consumer may keep us suspended a while
-            held = 0
+            held += take
             view = view[take:]
-            yield piece
-        if view:
-            parts.append(view)
-            held += len(view)
+            if held == gather:
+                piece = b"".join(parts)
+                parts.clear()  # before the yield: the consumer may keep us suspended a while
+                held = 0
+                yield piece
     if parts:
         yield b"".join(parts)
 
@@ -156,16 +160,13 @@ class ChunkStore:
             size = await self._pump(_coalesce(stream, self.piece_size, limit), hasher, writer)
             actual = ChunkId(hasher.digest())
             if expected_size is not None and size != expected_size:
-                raise ChunkMismatch(
-                    f"expected {expected_size} bytes, got {size}", actual_id=actual, size=size
-                )
+                raise ChunkMismatch(f"expected {expected_size} bytes, got {size}", actual_id=actual, size=size)
             if expected_id is not None and actual != expected_id:
                 raise ChunkMismatch("content does not match its checksum", actual_id=actual, size=size)
             if writer is not None:
-                # With an expected id, absence was checked before writing; a put of the same
-                # chunk racing this one is settled by ``commit`` being a no-op when it exists.
-                # One existence check less is one thread hand-off less per chunk.
-                existed = expected_id is None and bool(await self.backend.has_many([actual]))
+                # Checked again: a put of the same chunk may have finished meanwhile, and callers
+                # rely on ``existed`` (an upload re-checks an existing chunk against gc).
+                existed = bool(await self.backend.has_many([actual]))
                 if existed:
                     await writer.abort()
                 else:
@@ -177,9 +178,7 @@ class ChunkStore:
                 with trio.CancelScope(shield=True):
                     await writer.abort()
 
-    async def _pump(
-        self, pieces: AsyncIterator[bytes], hasher: blake3.blake3, writer: ChunkWriter | None
-    ) -> int:
+    async def _pump(self, pieces: AsyncIterator[bytes], hasher: blake3.blake3, writer: ChunkWriter | None) -> int:
         """Hash and write each piece while the next one is being read from the client."""
         size = 0
         # No buffer: the producer still reads one piece ahead (it waits in ``send`` holding it),

@@ -49,9 +49,7 @@ def add_commands(
         description="Find chunks no file or live upload references. Reports what it would reclaim; "
         "deletes them with --yes. The node must be stopped.",
     )
-    gc.add_argument(
-        "--yes", action="store_true", help="delete the unreferenced chunks (default: only report)"
-    )
+    gc.add_argument("--yes", action="store_true", help="delete the unreferenced chunks (default: only report)")
     gc.set_defaults(run=run_gc)
 
 
@@ -143,8 +141,7 @@ def run_gc(args: argparse.Namespace) -> int:
             return trio.run(gc, config, bool(args.yes), sys.stdout)
     except DataDirLocked:
         raise CommandError(
-            f"a node is running with data directory {data_dir}; stop it before running gc "
-            "(fsck can run beside it)"
+            f"a node is running with data directory {data_dir}; stop it before running gc (fsck can run beside it)"
         ) from None
 
 

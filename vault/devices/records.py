@@ -56,7 +56,5 @@ def device_name(account_name: str, email: str, model: str, platform: str) -> str
     """``"John's Pixel 7"``: the first word of the account's name (else the email's local part)
     and the model (else the platform)."""
     owner = account_name.split()[0] if account_name.split() else email.partition("@")[0]
-    thing = model.strip() or {"ios": "iPhone", "android": "Android phone", "web": "browser"}.get(
-        platform, platform
-    )
+    thing = model.strip() or {"ios": "iPhone", "android": "Android phone", "web": "browser"}.get(platform, platform)
     return f"{owner}'s {thing}"

@@ -46,9 +46,7 @@ class SettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, re
 def apply_patch(settings: DeviceSettings, patch: SettingsPatch) -> DeviceSettings:
     """The settings with the patch's given keys applied; folders are checked and normalised
     (``ValidationError`` naming ``syncFolders``), duplicates dropped in order."""
-    changes = {
-        field: value for field in patch.__struct_fields__ if (value := getattr(patch, field)) is not UNSET
-    }
+    changes = {field: value for field in patch.__struct_fields__ if (value := getattr(patch, field)) is not UNSET}
     if "sync_folders" in changes:
         folders: list[str] = []
         for folder in changes["sync_folders"]:

@@ -33,9 +33,7 @@ def normalize_folder(folder: str, field: str = "folder") -> str:
     """An absolute POSIX folder path, NFC, without ``.``/``..``/empty segments; ``/`` is the root."""
     value = unicodedata.normalize("NFC", folder)
     if not value.startswith("/"):
-        raise errors.ValidationError(
-            f"{field} must be an absolute path starting with '/'", details={"field": field}
-        )
+        raise errors.ValidationError(f"{field} must be an absolute path starting with '/'", details={"field": field})
     if len(value.encode("utf-8")) > MAX_FOLDER_BYTES:
         raise errors.ValidationError(f"{field} is too long", details={"field": field})
     if value == "/":
@@ -43,9 +41,7 @@ def normalize_folder(folder: str, field: str = "folder") -> str:
     segments = value.rstrip("/").split("/")[1:]
     for segment in segments:
         if segment == "":
-            raise errors.ValidationError(
-                f"{field} must not contain empty segments ('//')", details={"field": field}
-            )
+            raise errors.ValidationError(f"{field} must not contain empty segments ('//')", details={"field": field})
         normalize_name(segment, field)
     return "/" + "/".join(segments)
 

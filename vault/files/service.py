@@ -82,9 +82,7 @@ def ensure_folders(txn: Txn, user_id: str, folder: str, now: float) -> None:
 def _index_content(txn: Txn, record: FileRecord) -> None:
     txn.put_bytes("content_by_hash", content_key(record.user_id, "blake3", record.blake3), record.id.encode())
     if record.sha256:
-        txn.put_bytes(
-            "content_by_hash", content_key(record.user_id, "sha256", record.sha256), record.id.encode()
-        )
+        txn.put_bytes("content_by_hash", content_key(record.user_id, "sha256", record.sha256), record.id.encode())
 
 
 def _unindex_content(txn: Txn, record: FileRecord) -> None:

@@ -195,9 +195,7 @@ class MetaStore:
         raw = txn.get_bytes("meta", b"schema_version")
         version = int(raw) if raw else 0
         if version > SCHEMA_VERSION:
-            raise MetaStoreError(
-                f"metadata schema {version} is newer than this node understands ({SCHEMA_VERSION})"
-            )
+            raise MetaStoreError(f"metadata schema {version} is newer than this node understands ({SCHEMA_VERSION})")
         if version == 0:
             version = SCHEMA_VERSION  # a new database starts at the current layout
         while version < SCHEMA_VERSION:

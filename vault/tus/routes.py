@@ -97,9 +97,7 @@ class _Pieces:
         return self.finished and not self._carry
 
 
-async def _receive(
-    req: RawRequest, tus: TusUploads, user_id: str, upload: UploadSession, offset: int
-) -> int | None:
+async def _receive(req: RawRequest, tus: TusUploads, user_id: str, upload: UploadSession, offset: int) -> int | None:
     """Store a PATCH body at ``offset``; returns the new offset, or None if the client left."""
     checksum_header = req.header("upload-checksum")
     checker: tuple[Hasher, bytes] | None = parse_upload_checksum(checksum_header) if checksum_header else None
@@ -221,9 +219,7 @@ async def _patch(req: RawRequest, tus: TusUploads, user_id: str, upload_id: str)
         if upload.status == "completed" or int(raw_offset) != offset:
             return json_raw(
                 409,
-                error_body(
-                    errors.Conflict("Upload-Offset does not match the upload's offset"), req.request_id
-                ),
+                error_body(errors.Conflict("Upload-Offset does not match the upload's offset"), req.request_id),
                 _tus_headers([("upload-offset", str(offset))]),
             )
         new_offset = await _receive(req, tus, user_id, upload, offset)
