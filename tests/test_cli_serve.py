@@ -71,3 +71,20 @@ async def test_serves_with_env_settings_and_stops_gracefully_on_sigterm(tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_unknown_backend_or_a_locked_data_dir_is_one_clear_line(tmp_path: Path) -> None:
+    from vault.datadir_lock import hold_node_lock
+
+    path = tmp_path / "vault.toml"
+    path.write_text('[storage]\nbackend = "s4"\n')
+    base = [sys.executable, "-m", "vault.cli", "serve", "--data-dir", str(tmp_path / "d")]
+    result = subprocess.run([*base, "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "storage.backend" in result.stderr and "lmdb" in result.stderr
+    assert "Traceback" not in result.stderr
+    (tmp_path / "d").mkdir()
+    with hold_node_lock(tmp_path / "d"):
+        result = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "another vault node is running" in result.stderr

@@ -40,6 +40,7 @@ import trio
 
 from vault.chunks.backend import BackendStats, ChunkBackend, ChunkWriter
 from vault.chunks.ids import ChunkId
+from vault.lmdb_gate import ReadGate
 from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads, check_options
 
 log = logging.getLogger(__name__)
@@ -71,44 +72,6 @@ class Databases(NamedTuple):
     segments: Any
     staging: Any
     info: Any
-
-
-class _ReadGate:
-    """Readers share; growing the map is exclusive (LMDB forbids live transactions during it)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._resizing = False
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._resizing = True
-            while self._readers:
-                self._cond.wait()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._resizing = False
-                self._cond.notify_all()
 
 
 class _Job:
@@ -317,7 +280,7 @@ class LmdbBackend(ChunkBackend):
         self._owner = OwnerLock(self.path / "owner.lock")
         self._env: lmdb.Environment | None = None
         self._dbs: Databases | None = None
-        self._gate = _ReadGate()
+        self._gate = ReadGate()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
 

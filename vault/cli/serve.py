@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from pathlib import Path
 
 import hypercorn.trio.tcp_server as hypercorn_tcp
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from vault._trio_util import single_errors
 from vault.app import create_app
-from vault.cli.common import config_from_args, setup_logging
+from vault.cli.common import CommandError, config_from_args, setup_logging
 from vault.config import Config
+from vault.datadir_lock import node_is_running
+from vault.node import make_backend
+from vault.plugins import PluginNotFound
 
 log = logging.getLogger("vault.serve")
 
@@ -81,5 +86,16 @@ async def _serve_app(app: object, hc: HypercornConfig, stop: trio.Event, *, task
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     setup_logging(config.server.log_level)
-    trio.run(serve, config)
+    data_dir = Path(config.storage.data_dir)
+    if node_is_running(data_dir):
+        raise CommandError(f"another vault node is running with data directory {data_dir}; stop it first")
+    try:
+        make_backend(config)  # an unknown backend name is a config error, not a startup traceback
+    except PluginNotFound as exc:
+        raise CommandError(f"config key storage.backend: {exc}") from None
+    try:
+        with single_errors():
+            trio.run(serve, config)
+    except OSError as exc:
+        raise CommandError(f"cannot serve on {config.server.bind}: {exc.strerror or exc}") from None
     return 0

@@ -23,6 +23,7 @@ import lmdb
 import msgspec
 import trio
 
+from vault.lmdb_gate import ReadGate
 from vault.meta.schema import MIGRATIONS, SCHEMA_VERSION, TABLE_NAMES
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ class MetaStore:
         self._dbs: dict[str, Any] = {}
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # LMDB forbids live read transactions in this process while the map grows.
+        self._gate = ReadGate()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -213,17 +216,28 @@ class MetaStore:
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
-        """A read-only snapshot; keep it short (it pins pages while open)."""
+        """A read-only snapshot; keep it short and never await inside it (it pins pages, and
+        holds off a map resize, while open)."""
+        with self._gate.shared():
+            try:
+                txn = self.env.begin(write=False)
+            except lmdb.MapResizedError:
+                # Another process grew the map: adopt its size (no reader may be live for that).
+                self._adopt_grown_map()
+                txn = self.env.begin(write=False)
+            try:
+                yield Txn(txn, self._dbs)
+            finally:
+                txn.abort()
+
+    def _adopt_grown_map(self) -> None:
+        # Called holding a shared gate: leave it for the exclusive one, then come back.
+        self._gate.release_shared()
         try:
-            txn = self.env.begin(write=False)
-        except lmdb.MapResizedError:
-            # Another process grew the map: adopt its size and try again.
-            self.env.set_mapsize(0)
-            txn = self.env.begin(write=False)
-        try:
-            yield Txn(txn, self._dbs)
+            with self._gate.exclusive():
+                self.env.set_mapsize(0)
         finally:
-            txn.abort()
+            self._gate.reacquire_shared()
 
     def schema_version(self) -> int:
         with self.read() as txn:
@@ -313,4 +327,5 @@ class MetaStore:
     def _grow(self) -> None:
         self._map_size *= 2
         log.info("growing metadata map to %d MiB", self._map_size >> 20)
-        self.env.set_mapsize(self._map_size)
+        with self._gate.exclusive():
+            self.env.set_mapsize(self._map_size)
