@@ -22,8 +22,9 @@ from vault.meta import MetaStore
 from vault.metrics import Metrics
 from vault.policies import PlanPolicy, load_policy
 from vault.principal import Principal
+from vault.tus.sessions import TusUploads
 from vault.uploads.notify import record_upload_outcome
-from vault.uploads.service import TusUploads, UploadService
+from vault.uploads.service import UploadService
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ class Node:
         self.chunks = ChunkStore(make_backend(config))
         self.metrics = Metrics()
         self._background: trio.CancelScope | None = None
-        self.services: dict[str, Any] = {}
         self.policy: PlanPolicy = load_policy(config)
         self.activity = ActivityTracker()
         self.auth = AuthService(config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity)
@@ -85,7 +85,7 @@ class Node:
 
     def background_tasks(self) -> list[Any]:
         """Coroutine functions to run for the node's lifetime."""
-        return [self._collect_periodically, *self.services.get("background", [])]
+        return [self._collect_periodically]
 
     async def _collect_periodically(self) -> None:
         interval = max(1.0, float(self.config.uploads.gc_interval))

@@ -11,6 +11,7 @@ import hypercorn.trio.tcp_server as hypercorn_tcp
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.utils import LifespanFailureError
 
 from vault._trio_util import single_errors
 from vault.app import create_app
@@ -98,4 +99,7 @@ def run(args: argparse.Namespace) -> int:
             trio.run(serve, config)
     except OSError as exc:
         raise CommandError(f"cannot serve on {config.server.bind}: {exc.strerror or exc}") from None
+    except LifespanFailureError as exc:
+        # The node could not open its stores; the log above has the details.
+        raise CommandError(f"the node could not start: {exc}") from None
     return 0

@@ -22,10 +22,10 @@ from vault.tus.protocol import (
     parse_metadata,
     parse_upload_checksum,
 )
+from vault.tus.sessions import TusUploads
 from vault.uploads.api_types import MAX_FILE_SIZE
 from vault.uploads.records import UploadSession
 from vault.uploads.running import Running
-from vault.uploads.service import TusUploads
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ async def _patch(req: RawRequest, tus: TusUploads, user_id: str, upload_id: str)
     raw_offset = req.header("upload-offset")
     if raw_offset is None or not raw_offset.isdigit():
         raise errors.ValidationError("Upload-Offset must be a non-negative integer")
-    async with tus.lock(upload_id):
+    async with tus.exclusive(upload_id):
         upload, offset, _ = tus.status(user_id, upload_id)
         if upload.status == "completed" or int(raw_offset) != offset:
             return json_raw(
@@ -223,7 +223,6 @@ async def _patch(req: RawRequest, tus: TusUploads, user_id: str, upload_id: str)
                 _tus_headers([("upload-offset", str(offset))]),
             )
         new_offset = await _receive(req, tus, user_id, upload, offset)
-    tus.release_lock(upload_id)
     if new_offset is None:
         raise ClientDisconnected()
     if new_offset == upload.size:
@@ -254,9 +253,8 @@ async def _create(req: RawRequest, tus: TusUploads, user_id: str, device_id: str
     offset = 0
     has_body = (req.header("content-type") or "").split(";")[0].strip().lower() == OFFSET_CONTENT_TYPE
     if has_body and (req.content_length or 0) > 0:
-        async with tus.lock(upload.id):
+        async with tus.exclusive(upload.id):
             received = await _receive(req, tus, user_id, upload, 0)
-        tus.release_lock(upload.id)
         if received is None:
             raise ClientDisconnected()
         offset = received

@@ -197,7 +197,7 @@ class UploadService:
             raise errors.NotFound("No such upload")
         return upload
 
-    def _require_open(self, upload: UploadSession, now: float) -> None:
+    def require_open(self, upload: UploadSession, now: float) -> None:
         """Raise unless chunks may still arrive (``now`` is passed in: the writer thread has no clock)."""
         if upload.status == "aborted":
             raise errors.Conflict("This upload was aborted")
@@ -206,13 +206,13 @@ class UploadService:
         if upload.status == "expired" or upload.expires_at <= now:
             raise errors.UploadExpired(details={"expiresAt": rfc3339(upload.expires_at)})
 
-    def _received(self, txn: Txn, upload_id: str) -> dict[int, ReceivedChunk]:
+    def received(self, txn: Txn, upload_id: str) -> dict[int, ReceivedChunk]:
         return {index_of(k): v for k, v in txn.scan(UPLOAD_CHUNKS, chunk_prefix(upload_id))}
 
     async def state(self, user_id: str, upload_id: str) -> UploadState:
         with self.node.meta.read() as txn:
             upload = self.load(txn, user_id, upload_id)
-            received = self._received(txn, upload_id)
+            received = self.received(txn, upload_id)
         status = upload.status
         if status == "uploading" and upload.expires_at <= self.now:
             status = "expired"
@@ -256,7 +256,7 @@ class UploadService:
         """Store one chunk, verified while it streams; acknowledged only once durable."""
         with self.node.meta.read() as txn:
             upload = self.load(txn, user_id, upload_id)
-        self._require_open(upload, self.now)
+        self.require_open(upload, self.now)
         try:
             rng = chunk_range(upload.size, upload.chunk_size, index)
         except IndexError:
@@ -303,7 +303,7 @@ class UploadService:
 
         def record(txn: Txn) -> None:
             current = self.load(txn, user_id, upload_id)
-            self._require_open(current, now)
+            self.require_open(current, now)
             key = chunk_key(upload_id, index)
             previous = txn.get(UPLOAD_CHUNKS, key)
             if previous is not None and previous.chunk_id == result.chunk_id:
@@ -375,8 +375,8 @@ class UploadService:
             upload = self.load(txn, user_id, upload_id)
             if upload.status == "completed" and upload.file_id:
                 return self._completed_file(txn, upload)
-            self._require_open(upload, self.now)
-            received = self._received(txn, upload_id)
+            self.require_open(upload, self.now)
+            received = self.received(txn, upload_id)
         chunks = self._ordered_chunks(upload, received)
         if checksum is not None and upload.checksum_algo == checksum.algo and upload.checksum_hex != checksum.hex:
             raise errors.ValidationError("checksum differs from the one declared at init")
@@ -412,7 +412,7 @@ class UploadService:
             current = self.load(txn, user_id, upload_id)
             if current.status == "completed" and current.file_id:
                 return self._completed_file(txn, current)
-            self._require_open(current, now)
+            self.require_open(current, now)
             record, _released = files.store_content(
                 txn,
                 user_id=user_id,
@@ -581,95 +581,3 @@ async def _checked(body: AsyncIterable[bytes], declared: Checksum) -> AsyncItera
         yield piece
     if hasher.digest() != declared.digest:
         raise errors.ChecksumMismatch("chunk does not match X-Chunk-Checksum")
-
-
-class TusUploads:
-    """The tus 1.0 view of upload sessions: byte offsets over variable-size pieces.
-
-    A tus PATCH may stop at any byte, so each PATCH's bytes are stored as pieces (chunks of up
-    to ``piece_size``, the last one short) appended in order; the offset is the sum of the pieces.
-    """
-
-    def __init__(self, uploads: UploadService) -> None:
-        self.uploads = uploads
-        self._locks: dict[str, trio.Lock] = {}
-
-    def lock(self, upload_id: str) -> trio.Lock:
-        """One PATCH at a time per upload (a retry may overlap a stalled earlier request)."""
-        lock = self._locks.get(upload_id)
-        if lock is None:
-            lock = self._locks[upload_id] = trio.Lock()
-        return lock
-
-    def release_lock(self, upload_id: str) -> None:
-        lock = self._locks.get(upload_id)
-        if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
-            del self._locks[upload_id]
-
-    async def create(
-        self, user_id: str, device_id: str, *, name: str, folder: str, size: int, mime_type: str
-    ) -> UploadSession:
-        node = self.uploads.node
-        quota = await self.uploads.quota_of(user_id)
-        now = self.uploads.now
-        upload = UploadSession(
-            id=new_id("upload"),
-            user_id=user_id,
-            device_id=device_id,
-            session=new_id("session"),
-            local_id="",
-            name=name,
-            folder=folder,
-            size=size,
-            mime_type=mime_type,
-            chunk_size=int(node.config.uploads.default_chunk_size),
-            total_chunks=0,
-            created_at=now,
-            expires_at=now + float(node.config.uploads.session_ttl),
-            via="tus",
-        )
-
-        def write(txn: Txn) -> None:
-            usage = get_usage(txn, user_id)
-            check_quota(usage, quota, size)
-            usage.reserved += size
-            put_usage(txn, user_id, usage)
-            txn.put(UPLOADS, upload.id.encode(), upload)
-
-        await node.meta.write(write)
-        return upload
-
-    def status(self, user_id: str, upload_id: str) -> tuple[UploadSession, int, int]:
-        """(session, offset, next piece index); NOT_FOUND/410 for gone uploads."""
-        with self.uploads.node.meta.read() as txn:
-            upload = self.uploads.load(txn, user_id, upload_id)
-            if upload.via != "tus" or upload.status == "aborted":
-                raise errors.NotFound("No such upload")
-            received = self.uploads._received(txn, upload_id)
-        if upload.status == "expired" or (upload.status == "uploading" and upload.expires_at <= self.uploads.now):
-            raise errors.UploadExpired()
-        if upload.status == "completed":
-            return upload, upload.size, len(received)
-        return upload, sum(c.size for c in received.values()), len(received)
-
-    async def append(self, user_id: str, upload_id: str, offset: int, pieces: list[tuple[ChunkId, int]]) -> int:
-        """Record pieces stored at ``offset``; returns the new offset."""
-        now = self.uploads.now
-
-        def write(txn: Txn) -> int:
-            upload = self.uploads.load(txn, user_id, upload_id)
-            self.uploads._require_open(upload, now)
-            received = self.uploads._received(txn, upload_id)
-            current = sum(c.size for c in received.values())
-            if current != offset:
-                raise errors.Conflict("Upload-Offset does not match the upload's offset")
-            index = len(received)
-            for chunk_id, size in pieces:
-                incref(txn, [chunk_id])
-                txn.put(UPLOAD_CHUNKS, chunk_key(upload_id, index), ReceivedChunk(chunk_id, size, now))
-                index += 1
-                current += size
-            return current
-
-        new_offset: int = await self.uploads.node.meta.write(write)
-        return new_offset
