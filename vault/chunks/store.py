@@ -8,7 +8,8 @@ pass as good data. Memory per operation is bounded by a few pieces, never by the
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import Protocol
 
 import blake3
 import msgspec
@@ -74,11 +75,21 @@ class PutResult(msgspec.Struct, frozen=True):
     existed: bool
 
 
-async def _hash(hasher: blake3.blake3, piece: bytes) -> None:
-    if len(piece) <= INLINE_HASH_LIMIT:
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> object: ...
+
+
+def _update_all(hashers: Sequence[Hasher], piece: bytes) -> None:
+    for hasher in hashers:
         hasher.update(piece)
+
+
+async def _hash(hashers: Sequence[Hasher], piece: bytes) -> None:
+    """Feed ``piece`` to every hasher, in one worker-thread hop when it is large."""
+    if len(piece) * len(hashers) <= INLINE_HASH_LIMIT:
+        _update_all(hashers, piece)
     else:
-        await trio.to_thread.run_sync(hasher.update, piece)
+        await trio.to_thread.run_sync(_update_all, hashers, piece)
 
 
 async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -> AsyncIterator[bytes]:
@@ -142,10 +153,13 @@ class ChunkStore:
         expected_id: ChunkId | None = None,
         expected_size: int | None = None,
         max_size: int = MAX_CHUNK_SIZE,
+        also: Sequence[Hasher] = (),
     ) -> PutResult:
         """Store a stream; visible only if it hashes to ``expected_id`` and has ``expected_size``.
 
         When ``expected_id`` is already stored the bytes are hashed but not written again.
+        ``also``: more hashers fed the same bytes in the same thread hop (an upload's running
+        whole-file digest), so the content is read once whatever is computed from it.
         Raises ``ChunkTooLarge`` as soon as the stream passes ``max_size`` (or ``expected_size``)
         and ``ChunkMismatch`` when the finished content is not what was expected.
         """
@@ -157,7 +171,7 @@ class ChunkStore:
         hasher = blake3.blake3()
         size = 0
         try:
-            size = await self._pump(_coalesce(stream, self.piece_size, limit), hasher, writer)
+            size = await self._pump(_coalesce(stream, self.piece_size, limit), [hasher, *also], writer)
             actual = ChunkId(hasher.digest())
             if expected_size is not None and size != expected_size:
                 raise ChunkMismatch(f"expected {expected_size} bytes, got {size}", actual_id=actual, size=size)
@@ -178,7 +192,7 @@ class ChunkStore:
                 with trio.CancelScope(shield=True):
                     await writer.abort()
 
-    async def _pump(self, pieces: AsyncIterator[bytes], hasher: blake3.blake3, writer: ChunkWriter | None) -> int:
+    async def _pump(self, pieces: AsyncIterator[bytes], hashers: Sequence[Hasher], writer: ChunkWriter | None) -> int:
         """Hash and write each piece while the next one is being read from the client."""
         size = 0
         # No buffer: the producer still reads one piece ahead (it waits in ``send`` holding it),
@@ -197,10 +211,10 @@ class ChunkStore:
                     async for piece in receive:
                         size += len(piece)
                         if writer is None:
-                            await _hash(hasher, piece)
+                            await _hash(hashers, piece)
                         else:
                             async with trio.open_nursery() as both:
-                                both.start_soon(_hash, hasher, piece)
+                                both.start_soon(_hash, hashers, piece)
                                 await writer.write(piece)
         return size
 
@@ -234,7 +248,7 @@ class ChunkStore:
         try:
             source = self.backend.read(chunk_id)
             async for piece in source:
-                await _hash(hasher, piece)
+                await _hash([hasher], piece)
                 if not whole and held:
                     for earlier in held:
                         yield earlier

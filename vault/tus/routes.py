@@ -25,7 +25,6 @@ from vault.tus.protocol import (
 from vault.tus.sessions import TusUploads
 from vault.uploads.api_types import MAX_FILE_SIZE
 from vault.uploads.records import UploadSession
-from vault.uploads.running import Running
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,7 @@ class _Pieces:
     """Cuts a PATCH body into pieces of at most ``piece_size``, hashing it for Upload-Checksum,
     and ends quietly when the client goes away (tus keeps what arrived)."""
 
-    def __init__(
-        self, body: AsyncIterator[bytes], limit: int, checksum: Hasher | None, running: Running | None
-    ) -> None:
+    def __init__(self, body: AsyncIterator[bytes], limit: int, checksum: Hasher | None) -> None:
         self._body = body
         self._carry = b""
         self._limit = limit
@@ -55,7 +52,6 @@ class _Pieces:
         self.finished = False
         self.disconnected = False
         self._checksum = checksum
-        self._running = running
 
     async def _next(self) -> bytes:
         if self._carry:
@@ -77,8 +73,6 @@ class _Pieces:
             raise errors.PayloadTooLarge("PATCH body goes past Upload-Length")
         if self._checksum is not None:
             self._checksum.update(data)
-        if self._running is not None:
-            await self._running.update(data)
         return data
 
     async def piece(self, size: int) -> AsyncIterator[bytes]:
@@ -106,13 +100,15 @@ async def _receive(req: RawRequest, tus: TusUploads, user_id: str, upload: Uploa
         raise errors.PayloadTooLarge("PATCH body goes past Upload-Length")
     running = req.node.uploads.running
     trial = running.trial(upload.id, offset, with_sha256=False)
-    pieces = _Pieces(req.body(), upload.size - offset, checker[0] if checker else None, trial)
+    pieces = _Pieces(req.body(), upload.size - offset, checker[0] if checker else None)
     store = req.node.chunks
     stored: list[tuple[ChunkId, int]] = []
     piece_size = upload.chunk_size
     while not pieces.exhausted:
         try:
-            result = await store.put(pieces.piece(piece_size), max_size=piece_size)
+            result = await store.put(
+                pieces.piece(piece_size), max_size=piece_size, also=trial.hashers() if trial is not None else ()
+            )
         except (ChunkTooLarge, ChunkMismatch):  # pragma: no cover - the splitter bounds pieces
             raise errors.ValidationError("malformed PATCH body") from None
         if result.size == 0:

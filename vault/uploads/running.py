@@ -9,7 +9,6 @@ upload goes on. A re-sent earlier chunk or a node restart drops the running stat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 import trio
@@ -46,6 +45,10 @@ class Running:
         self.blake3.update(data)
         if self.sha256 is not None:
             self.sha256.update(data)
+
+    def hashers(self) -> list[Hasher]:
+        """The hashers to feed the next piece into (``ChunkStore.put(also=...)``)."""
+        return [self.blake3] if self.sha256 is None else [self.blake3, self.sha256]
 
     def digests(self) -> dict[str, str]:
         out = {"blake3": self.blake3.digest().hex()}
@@ -96,10 +99,3 @@ class RunningDigests:
     def forget(self, upload_id: str) -> None:
         self._by_upload.pop(upload_id, None)
         self._locks.pop(upload_id, None)
-
-
-async def observed(body: AsyncIterable[bytes], running: Running) -> AsyncIterator[bytes]:
-    """Pass ``body`` through, feeding every piece into ``running``."""
-    async for piece in body:
-        await running.update(piece)
-        yield piece

@@ -44,7 +44,7 @@ from vault.uploads.records import (
     chunk_prefix,
     index_of,
 )
-from vault.uploads.running import RunningDigests, observed
+from vault.uploads.running import RunningDigests
 from vault.uploads.usage import check_quota, get_usage, put_usage
 
 if TYPE_CHECKING:
@@ -280,11 +280,13 @@ class UploadService:
         elif declared is not None:
             stream = _checked(body, declared)
         trial = self.running.trial(upload_id, index, with_sha256=upload.checksum_algo == "sha256")
-        if trial is not None:
-            stream = observed(stream, trial)
         try:
             result = await self.node.chunks.put(
-                stream, expected_id=expected_id, expected_size=rng.length, max_size=rng.length
+                stream,
+                expected_id=expected_id,
+                expected_size=rng.length,
+                max_size=rng.length,
+                also=trial.hashers() if trial is not None else (),
             )
         except ChunkTooLarge:
             raise errors.PayloadTooLarge(
