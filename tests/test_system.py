@@ -95,3 +95,29 @@ async def test_health_is_503_with_a_reason_when_the_chunk_store_is_unreadable(
         assert str(chunks) not in json.dumps(body)
         chunks.unlink()
         chunks.mkdir()
+
+
+async def test_logs_never_carry_tokens_or_passwords(client: Any, caplog: Any) -> None:
+    import logging
+
+    from vault.logs import JsonFormatter
+
+    caplog.set_level(logging.DEBUG)
+    password = "correct horse battery staple"
+    register = await client.post(
+        "/api/mobile/auth/register",
+        json={
+            "email": "log@example.com",
+            "password": password,
+            "deviceInfo": {"platform": "ios", "model": "iPhone", "deviceId": "d-1", "pushToken": "apns-secret-token"},
+        },
+    )
+    tokens = (await register.get_json())["tokens"]
+    await client.get("/api/mobile/devices", headers={"Authorization": f"Bearer {tokens['accessToken']}"})
+    await client.post("/api/mobile/auth/refresh", json={"refreshToken": tokens["refreshToken"], "deviceId": "d-1"})
+    await client.post("/api/mobile/auth/refresh", json={"refreshToken": tokens["refreshToken"], "deviceId": "d-1"})
+    formatter = JsonFormatter()
+    text = "\n".join(formatter.format(record) for record in caplog.records)
+    assert '"route": "/api/mobile/auth/refresh"' in text  # requests were logged at all
+    for secret in (password, tokens["accessToken"], tokens["refreshToken"], "apns-secret-token"):
+        assert secret not in text

@@ -406,3 +406,26 @@ async def test_chunks_in_any_order_and_in_parallel_complete_to_the_same_file(cli
     entry = (await done.get_json())["data"]["file"]
     content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
     assert await content.get_data() == data
+
+
+async def test_quota_is_checked_again_at_complete(make_config: Callable[..., Config]) -> None:
+    """A plan lowered while an upload is in flight stops it at complete, with the details."""
+    from vault.auth.accounts import set_plan
+
+    config = make_config(plans={"small": {"devices": 3, "quota": "100KiB"}})
+    app = create_app(config, clock=TrioClock())
+    async with app.test_app():
+        client = app.test_client()
+        headers = await register(client)
+        data = os.urandom(150 * KiB)
+        planned = await init_upload(client, headers, data)
+        await put_chunks(client, headers, planned, data)
+        await app.node.meta.write(lambda txn: set_plan(txn, "alice@example.com", "small"))
+        done = await client.post(
+            "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+        )
+        assert done.status_code == 507
+        error = (await done.get_json())["error"]
+        assert error["details"] == {"used": 0, "quota": 100 * KiB, "requested": 150 * KiB}
+        listing = await client.get("/api/mobile/files?folder=/photos", headers=headers)
+        assert (await listing.get_json())["data"]["files"] == []
