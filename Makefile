@@ -30,8 +30,10 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# `make bench` runs every benchmark (about 12 minutes); `make bench BENCH=uploads` runs one.
+BENCH ?= chunkstore api uploads
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	@for name in $(BENCH); do $(BIN)/python -m bench $$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

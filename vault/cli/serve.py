@@ -18,6 +18,7 @@ from vault.app import create_app
 from vault.cli.common import CommandError, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import node_is_running
+from vault.memory import limit_malloc_arenas
 from vault.node import make_backend
 from vault.plugins import PluginNotFound
 
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         make_backend(config)  # an unknown backend name is a config error, not a startup traceback
     except PluginNotFound as exc:
         raise CommandError(f"config key storage.backend: {exc}") from None
+    limit_malloc_arenas()
     try:
         with single_errors():
             trio.run(serve, config)
