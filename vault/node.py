@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class Node:
         self.chunks = ChunkStore(make_backend(config))
         self.metrics = Metrics()
         self._background: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
         self.policy: PlanPolicy = load_policy(config)
         self.activity = ActivityTracker()
         self.auth = AuthService(config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity)
@@ -78,10 +80,18 @@ class Node:
         with trio.CancelScope() as scope:
             self._background = scope
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for task in self.background_tasks():
                     nursery.start_soon(task)
                 task_status.started()
                 await trio.sleep_forever()
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``fn`` in the node's own nursery; False (not run) before the node serves."""
+        if self._nursery is None:
+            return False
+        self._nursery.start_soon(fn)
+        return True
 
     def background_tasks(self) -> list[Any]:
         """Coroutine functions to run for the node's lifetime."""

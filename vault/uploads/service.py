@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -321,7 +322,9 @@ class UploadService:
                 await self._ensure_still_stored(user_id, upload_id, index, result.chunk_id)
         if trial is not None:
             self.running.accept(upload_id, trial, index + 1)
-        await self._catch_up(upload)
+        # Off the response path: the client may send its next chunk while we read back.
+        if self.running.current(upload.id) is not None and not self.node.spawn(partial(self._catch_up, upload)):
+            await self._catch_up(upload)
         self.node.metrics.received_bytes.inc(result.size)
         return ChunkReceipt(
             uploadId=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
@@ -331,6 +334,13 @@ class UploadService:
         """Hash chunks that arrived ahead of their turn into the running digest, in order."""
         if self.running.current(upload.id) is None:
             return
+        try:
+            await self._catch_up_locked(upload)
+        except Exception:  # a background helper must never take the node down
+            log.exception("running digest of %s dropped", upload.id)
+            self.running.forget(upload.id)
+
+    async def _catch_up_locked(self, upload: UploadSession) -> None:
         async with self.running.catch_up_lock(upload.id):
             while (run := self.running.current(upload.id)) is not None and run.position < upload.total_chunks:
                 with self.node.meta.read() as txn:
@@ -383,6 +393,8 @@ class UploadService:
         if checksum is not None and upload.checksum_algo == checksum.algo and upload.checksum_hex != checksum.hex:
             raise errors.ValidationError("checksum differs from the one declared at init")
         declared = self._declared(upload)
+        if self.running.current(upload.id) is not None:
+            await self._catch_up(upload)  # joins (or finishes) a catch-up still running
         need_sha = any(c is not None and c.algo == "sha256" for c in (checksum, declared))
         digests = self._running_digests(upload, len(chunks), need_sha)
         if digests is None:
