@@ -178,9 +178,11 @@ class ChunkStore:
             if expected_id is not None and actual != expected_id:
                 raise ChunkMismatch("content does not match its checksum", actual_id=actual, size=size)
             if writer is not None:
-                # Checked again: a put of the same chunk may have finished meanwhile, and callers
-                # rely on ``existed`` (an upload re-checks an existing chunk against gc).
-                existed = bool(await self.backend.has_many([actual]))
+                # Without an expected id we learn the id only now, so look again: callers rely on
+                # ``existed`` (an upload re-checks an existing chunk against gc). With one, it was
+                # absent when we began; a concurrent put of it since then stored a fresh chunk,
+                # which gc cannot reclaim before its grace period, and commit is a no-op for it.
+                existed = expected_id is None and bool(await self.backend.has_many([actual]))
                 if existed:
                     await writer.abort()
                 else:
