@@ -6,26 +6,12 @@ from typing import Any
 
 import blake3
 
-PASSWORD = "correct horse battery staple"
-
-
-def device_info(device_id: str = "phone-1", model: str = "Pixel 7") -> dict[str, Any]:
-    return {
-        "platform": "android",
-        "model": model,
-        "osVersion": "14",
-        "appVersion": "1.2.0",
-        "deviceId": device_id,
-        "pushToken": "fcm_token_here",
-    }
+from tests.auth_support import REGISTER, register_body
 
 
 async def register(client: Any, email: str = "alice@example.com", device_id: str = "phone-1") -> dict[str, str]:
     """Register (creating the account if new) and return bearer headers for that device."""
-    response = await client.post(
-        "/api/mobile/auth/register",
-        json={"email": email, "password": PASSWORD, "name": "Alice", "deviceInfo": device_info(device_id)},
-    )
+    response = await client.post(REGISTER, json=register_body(email, name="Alice", device_id=device_id))
     body = await response.get_json()
     assert response.status_code == 200, body
     return {"Authorization": f"Bearer {body['tokens']['accessToken']}"}

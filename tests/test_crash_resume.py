@@ -15,7 +15,8 @@ import httpx
 import pytest
 import trio
 
-from tests.api_helpers import PASSWORD, b3, device_info
+from tests.api_helpers import b3
+from tests.auth_support import register_body
 
 KiB = 1024
 
@@ -78,7 +79,7 @@ async def test_kill_9_mid_upload_then_resume_to_a_verified_file(tmp_path: Path, 
         async with httpx.AsyncClient(base_url=base) as http:
             reg = await http.post(
                 "/api/mobile/auth/register",
-                json={"email": "a@example.com", "password": PASSWORD, "deviceInfo": device_info()},
+                json=register_body("a@example.com"),
             )
             headers = {"Authorization": f"Bearer {reg.json()['tokens']['accessToken']}"}
             init = await http.post(

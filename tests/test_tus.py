@@ -12,7 +12,8 @@ import pytest
 import trio
 from tusclient.client import TusClient
 
-from tests.api_helpers import PASSWORD, b3, device_info
+from tests.api_helpers import b3
+from tests.auth_support import register_body
 from tests.conftest import LiveNode
 from vault.config import Config
 
@@ -27,7 +28,7 @@ def config(make_config: Callable[..., Config], backend_name: str) -> Config:
 async def _login(http: httpx.AsyncClient, email: str = "alice@example.com") -> dict[str, str]:
     response = await http.post(
         "/api/mobile/auth/register",
-        json={"email": email, "password": PASSWORD, "deviceInfo": device_info()},
+        json=register_body(email),
     )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['tokens']['accessToken']}"}
