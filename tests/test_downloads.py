@@ -126,3 +126,23 @@ async def test_corrupt_chunk_is_never_served_as_good_data(
                 async for piece in response.aiter_bytes():
                     received += piece
         assert len(received) < len(data)
+
+
+async def test_listing_pages_through_a_large_folder(client: Any) -> None:
+    headers = await register(client)
+    names = [f"img_{i:03d}.jpg" for i in range(7)]
+    for name in reversed(names):
+        await upload_file(client, headers, name.encode(), name=name, folder="/many")
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(10):
+        query = "/api/mobile/files?folder=/many&limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = (await (await client.get(query, headers=headers)).get_json())["data"]
+        seen += [f["name"] for f in page["files"]]
+        if not page.get("hasMore"):
+            break
+        cursor = page["nextCursor"]
+    assert seen == names
+    for bad in ("limit=0", "limit=abc", "limit=100000", "cursor=%%%"):
+        response = await client.get(f"/api/mobile/files?folder=/many&{bad}", headers=headers)
+        assert response.status_code == 400, bad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -24,30 +25,55 @@ log = logging.getLogger("vault.api")
 router = ApiRouter("files")
 
 
-class FolderListing(msgspec.Struct):
+class FolderListing(msgspec.Struct, omit_defaults=True):
     folder: str
     files: list[FileEntry]
     folders: list[str]
+    hasMore: bool = False
+    nextCursor: str | None = None
 
 
 class FileResponse(msgspec.Struct):
     file: FileEntry
 
 
+DEFAULT_PAGE = 1000
+MAX_PAGE = 5000
+
+
 class ListQuery(msgspec.Struct):
     folder: Annotated[str, Meta(description="absolute folder path")] = "/"
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="files per page")] = DEFAULT_PAGE
+    cursor: Annotated[str, Meta(description="nextCursor of the previous page")] = ""
+
+
+def _page_args(ctx: Ctx) -> tuple[int, str | None]:
+    raw_limit = ctx.request.args.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise errors.ValidationError(f"limit must be between 1 and {MAX_PAGE}", details={"field": "limit"})
+    cursor = ctx.request.args.get("cursor")
+    if not cursor:
+        return int(raw_limit), None
+    try:
+        padded = cursor.encode() + b"=" * (-len(cursor) % 4)
+        return int(raw_limit), base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+    except (ValueError, UnicodeError):
+        raise errors.ValidationError("cursor is not one this node gave out", details={"field": "cursor"}) from None
 
 
 @router.get("/files", response=FolderListing, query=ListQuery)
 async def list_files(ctx: Ctx) -> FolderListing:
-    """Files and subfolders of a folder."""
+    """Files (by name, a page at a time) and subfolders of a folder."""
     folder = normalize_folder(ctx.request.args.get("folder", "/"))
+    limit, after = _page_args(ctx)
     with ctx.node.meta.read() as txn:
-        records, folders = files.list_folder(txn, ctx.principal.user_id, folder)
+        records, folders, more = files.list_folder(txn, ctx.principal.user_id, folder, after=after, limit=limit)
     return FolderListing(
         folder=folder,
-        files=[file_entry(r) for r in sorted(records, key=lambda r: r.name)],
+        files=[file_entry(r) for r in records],
         folders=sorted(folders),
+        hasMore=more is not None,
+        nextCursor=base64.urlsafe_b64encode(more.encode()).decode().rstrip("=") if more is not None else None,
     )
 
 

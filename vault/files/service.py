@@ -55,13 +55,22 @@ def find_by_content(txn: Txn, user_id: str, algo: str, hex_digest: str) -> FileR
     return record
 
 
-def list_folder(txn: Txn, user_id: str, folder: str) -> tuple[list[FileRecord], list[str]]:
-    """Live files directly in ``folder`` and the names of its direct subfolders."""
+def list_folder(
+    txn: Txn, user_id: str, folder: str, *, after: str | None = None, limit: int | None = None
+) -> tuple[list[FileRecord], list[str], str | None]:
+    """Live files directly in ``folder`` (by name, after ``after``, at most ``limit``), the names
+    of its direct subfolders, and the name to continue after when ``limit`` cut the page."""
     files: list[FileRecord] = []
-    for _, raw_id in txn.scan_bytes("files_by_path", path_key(user_id, folder, "")):
+    start = path_key(user_id, folder, after) + b"\x00" if after is not None else None
+    more: str | None = None
+    for _, raw_id in txn.scan_bytes("files_by_path", path_key(user_id, folder, ""), start=start):
         record = txn.get(FILES, raw_id)
-        if record is not None and record.deleted_at is None:
-            files.append(record)
+        if record is None or record.deleted_at is not None:
+            continue
+        if limit is not None and len(files) == limit:
+            more = files[-1].name
+            break
+        files.append(record)
     base = folder.rstrip("/") + "/"
     names: list[str] = []
     prefix = folder_key(user_id, base)
@@ -69,7 +78,7 @@ def list_folder(txn: Txn, user_id: str, folder: str) -> tuple[list[FileRecord], 
         rest = key[len(prefix) :].decode()
         if rest and "/" not in rest:
             names.append(rest)
-    return files, names
+    return files, names, more
 
 
 def ensure_folders(txn: Txn, user_id: str, folder: str, now: float) -> None:
