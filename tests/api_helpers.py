@@ -35,6 +35,7 @@ async def init_upload(
     folder: str = "/photos",
     chunk_size: int = 64 * 1024,
     checksum: str | None = None,
+    mime_type: str = "image/jpeg",
 ) -> dict[str, Any]:
     response = await client.post(
         "/api/mobile/upload/init",
@@ -45,7 +46,7 @@ async def init_upload(
                     "localId": "local_1",
                     "name": name,
                     "size": len(data),
-                    "mimeType": "image/jpeg",
+                    "mimeType": mime_type,
                     "folder": folder,
                     "checksum": checksum or b3(data),
                     "priority": "high",

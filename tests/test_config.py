@@ -86,3 +86,9 @@ def test_missing_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
     broken.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken, environ={})
+
+
+@pytest.mark.parametrize("size", ["0", "32KiB", "128MiB"])
+def test_default_chunk_size_must_be_a_valid_chunk_size(size: str) -> None:
+    with pytest.raises(ConfigError, match=r"config key uploads\.default_chunk_size"):
+        config_from_mapping({"uploads": {"default_chunk_size": size}})

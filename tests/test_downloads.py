@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_helpers import HttpClient, register, upload_file
+from tests.api_helpers import HttpClient, b3, init_upload, put_chunks, register, upload_file
 from tests.conftest import LiveNode
 from vault.config import Config
 
@@ -146,3 +146,33 @@ async def test_listing_pages_through_a_large_folder(client: Any) -> None:
     for bad in ("limit=0", "limit=abc", "limit=100000", "cursor=%%%"):
         response = await client.get(f"/api/mobile/files?folder=/many&{bad}", headers=headers)
         assert response.status_code == 400, bad
+
+
+async def test_a_stored_json_file_downloads_as_is_even_when_gzip_is_accepted(client: Any) -> None:
+    headers = await register(client)
+    data = b'{"k": "' + b"x" * 50_000 + b'"}'
+    planned = await init_upload(client, headers, data, name="data.json", mime_type="application/json")
+    await put_chunks(client, headers, planned, data)
+    done = await client.post(
+        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+    )
+    entry = (await done.get_json())["data"]["file"]
+    response = await client.get(
+        f"/api/mobile/files/{entry['id']}/content", headers={**headers, "Accept-Encoding": "gzip"}
+    )
+    assert "Content-Encoding" not in response.headers
+    assert response.headers["Content-Type"] == "application/json"
+    assert await response.get_data() == data
+
+
+async def test_a_range_inside_a_large_corrupt_chunk_is_not_served(
+    client: Any, config: Config, backend_name: str
+) -> None:
+    headers = await register(client)
+    marker = b"MARKER-0123456789"
+    data = os.urandom(5 * 1024 * KiB) + marker + os.urandom(5 * 1024 * KiB)
+    entry = await upload_file(client, headers, data, name="big.bin", chunk_size=16 * 1024 * KiB)
+    _corrupt_one_chunk(Path(config.storage.data_dir), backend_name, marker)
+    response = await client.get(f"/api/mobile/files/{entry['id']}/content", headers={**headers, "Range": "bytes=0-99"})
+    assert response.status_code == 500
+    assert (await response.get_json())["error"]["code"] == "INTERNAL_ERROR"

@@ -22,7 +22,11 @@ KiB = 1024
 
 @pytest.fixture
 def config(make_config: Callable[..., Config], backend_name: str) -> Config:
-    return make_config(storage={"backend": backend_name}, uploads={"default_chunk_size": "64KiB"})
+    return make_config(
+        storage={"backend": backend_name},
+        uploads={"default_chunk_size": "64KiB"},
+        plans={"tiny": {"devices": 3, "quota": "10KiB"}},
+    )
 
 
 async def _login(http: httpx.AsyncClient, email: str = "alice@example.com") -> dict[str, str]:
@@ -144,3 +148,29 @@ async def test_creation_with_upload_and_other_users(live_node: LiveNode) -> None
             "/api/mobile/tus/", headers={**tus, "Upload-Length": "5", "Upload-Metadata": _meta(filename="c")}
         )
         assert unauth.status_code == 401
+
+
+async def test_head_never_reports_done_for_an_upload_that_made_no_file(live_node: LiveNode) -> None:
+    """The last PATCH fails (quota lowered meanwhile): HEAD must not answer offset == length."""
+    from vault.auth.accounts import set_plan
+
+    data = os.urandom(100 * KiB)
+    tus = {"Tus-Resumable": "1.0.0"}
+    async with live_node.client() as http:
+        headers = {**await _login(http), **tus}
+        created = await http.post(
+            "/api/mobile/tus/",
+            headers={**headers, "Upload-Length": str(len(data)), "Upload-Metadata": _meta(filename="q.bin")},
+        )
+        location = created.headers["location"]
+        await live_node.app.node.meta.write(lambda txn: set_plan(txn, "alice@example.com", "tiny"))
+        patch = await http.patch(
+            location,
+            headers={**headers, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+            content=data,
+        )
+        assert patch.status_code == 507
+        head = await http.head(location, headers=headers)
+        assert head.status_code == 507
+        listing = (await http.get("/api/mobile/files", params={"folder": "/"}, headers=headers)).json()
+        assert listing["data"]["files"] == []

@@ -336,23 +336,7 @@ async def _stall(app: VaultApp, client: Any) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "PUT",
-        "scheme": "http",
-        "path": local_path(planned["chunks"][0]["uploadUrl"]),
-        "raw_path": b"",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"authorization", headers["Authorization"].encode()),
-            (b"content-length", str(len(data)).encode()),
-        ],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8080),
-    }
+    scope = _put_scope(planned, headers, len(data))
     with trio.fail_after(3600):
         await app(scope, receive, send)
     assert sent[0]["status"] == 400
@@ -429,3 +413,68 @@ async def test_quota_is_checked_again_at_complete(make_config: Callable[..., Con
         assert error["details"] == {"used": 0, "quota": 100 * KiB, "requested": 150 * KiB}
         listing = await client.get("/api/mobile/files?folder=/photos", headers=headers)
         assert (await listing.get_json())["data"]["files"] == []
+
+
+async def test_media_types_that_are_not_header_safe_are_refused(client: Any) -> None:
+    headers = await register(client)
+    for mime in ("image/jpeg\r\nX-Evil: 1", "not a type", "a/b/c"):
+        response = await client.post(
+            "/api/mobile/upload/init",
+            headers=headers,
+            json={"files": [{"localId": "a", "name": "x.jpg", "size": 1, "folder": "/", "mimeType": mime}]},
+        )
+        assert response.status_code == 400, mime
+        assert (await response.get_json())["error"]["details"]["field"] == "files[0].mimeType"
+
+
+async def test_finished_uploads_leave_no_running_state_behind(app: Any, client: Any) -> None:
+    headers = await register(client)
+    for i in range(3):
+        await upload_file(client, headers, os.urandom(100 * KiB), name=f"r{i}.bin")
+    assert app.node.uploads.running.current("anything") is None
+    assert not app.node.uploads.running._by_upload
+
+
+async def test_a_body_trickling_under_the_read_timeout_is_still_cut_off(
+    make_config: Callable[..., Config], idle_jump_clock: trio.testing.MockClock
+) -> None:
+    """One piece every 50 s never trips the 60 s read timeout, but the whole-body deadline
+    (60 s + 64 KiB at 4 KiB/s = 76 s) ends it."""
+    config = make_config(server={"min_body_rate": "4KiB"})
+    async with running_app(config, idle_jump_clock) as app:
+        client = app.test_client()
+        headers = await register(client)
+        data = os.urandom(64 * KiB)
+        planned = await init_upload(client, headers, data)
+        sent: list[dict[str, Any]] = []
+        pieces = iter(data[i : i + 1024] for i in range(0, len(data), 1024))
+
+        async def receive() -> dict[str, Any]:
+            await trio.sleep(50)
+            return {"type": "http.request", "body": next(pieces), "more_body": True}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = _put_scope(planned, headers, len(data))
+        started = trio.current_time()
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 400
+        assert trio.current_time() - started < 200
+
+
+def _put_scope(planned: dict[str, Any], headers: dict[str, str], length: int) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": local_path(planned["chunks"][0]["uploadUrl"]),
+        "raw_path": b"",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", headers["Authorization"].encode()), (b"content-length", str(length).encode())],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }

@@ -157,6 +157,10 @@ def _install_hooks(app: VaultApp) -> None:
 
 
 async def _maybe_compress(response: Response) -> None:
+    # Only the node's own JSON: a stored file that happens to be JSON streams as it is (buffering
+    # it to gzip would load a whole download into memory and break its ETag and ranges).
+    if getattr(g, "file_content", False):
+        return
     if response.mimetype != "application/json" or "Content-Encoding" in response.headers:
         return
     accepted = _accepted_encodings(request.headers.get("Accept-Encoding", ""))

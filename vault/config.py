@@ -18,6 +18,10 @@ import msgspec
 
 from vault.units import parse_duration, parse_size
 
+# The bounds a chunk size may take (API.md: uploadOptions.chunkSize within [64 KiB, 64 MiB]).
+MIN_CHUNK_SIZE = 64 * 1024
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
+
 
 class ByteSize(int):
     """A size in bytes, decoded from an integer or a string such as ``"5GiB"``."""
@@ -41,6 +45,7 @@ class ServerConfig(_Section):
     shutdown_grace: Seconds = Seconds(10)
     max_json_body: ByteSize = ByteSize(1024 * 1024)
     body_read_timeout: Seconds = Seconds(60)
+    min_body_rate: ByteSize = ByteSize(4096)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -166,6 +171,9 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
     if config.plans.default not in config.plans.tiers:
         raise ConfigError(f"config key plans.default: no plan named {config.plans.default!r}")
     _check_bind(config.server.bind, "server.bind")
+    chunk = config.uploads.default_chunk_size
+    if not MIN_CHUNK_SIZE <= chunk <= MAX_CHUNK_SIZE:
+        raise ConfigError(f"config key uploads.default_chunk_size: must be between 64KiB and 64MiB, not {int(chunk)}")
     return config
 
 

@@ -10,14 +10,14 @@ from urllib.parse import quote
 
 import msgspec
 from msgspec import Meta
-from quart import Response
+from quart import Response, g
 
 from vault import errors
 from vault.api.routing import ApiRouter, Ctx
 from vault.chunks import ChunkCorrupt, ChunkMissing
 from vault.files import service as files
 from vault.files.download import stream_range
-from vault.files.paths import normalize_folder
+from vault.files.paths import normalize_folder, servable_mime
 from vault.files.ranges import Unsatisfiable, parse_range
 from vault.files.records import FileEntry, FileRecord, file_entry
 
@@ -108,12 +108,13 @@ def _disposition(name: str) -> str:
 @router.route("GET", "/files/<file_id>/content")
 async def content(ctx: Ctx, file_id: str) -> Response:
     """The file's bytes: single ranges (206/416), ETag, If-None-Match (304), HEAD."""
+    g.file_content = True
     record = _readable(ctx, file_id)
     etag = _etag(record)
     headers = {
         "ETag": etag,
         "Accept-Ranges": "bytes",
-        "Content-Type": record.mime_type or "application/octet-stream",
+        "Content-Type": servable_mime(record.mime_type),
         "Content-Disposition": _disposition(record.name),
         "Cache-Control": "private, no-cache",
     }

@@ -68,14 +68,23 @@ class RawRequest:
         return int(raw)
 
     async def body(self, read_timeout: float | None = None) -> AsyncIterator[bytes]:
-        """The body, piece by piece as Hypercorn hands it over; each wait is time-limited so a
-        slow-loris client cannot hold the request forever."""
-        timeout = read_timeout if read_timeout is not None else self.node.config.server.body_read_timeout
+        """The body, piece by piece as Hypercorn hands it over. Each wait is limited
+        (``server.body_read_timeout``) and so is the whole body (that plus its length at
+        ``server.min_body_rate``), so a slow-loris client cannot hold the request forever."""
+        server = self.node.config.server
+        timeout = read_timeout if read_timeout is not None else float(server.body_read_timeout)
+        length = self.content_length or 0
+        deadline = trio.current_time() + timeout + length / max(1, int(server.min_body_rate))
         while not self._body_done:
-            with trio.move_on_after(timeout) as scope:
+            wait = min(timeout, deadline - trio.current_time())
+            with trio.move_on_after(max(0.0, wait)) as scope:
                 message = await self._receive()
             if scope.cancelled_caught:
-                raise errors.ValidationError(f"request body stalled for more than {timeout:g}s")
+                raise errors.ValidationError(
+                    f"request body stalled for more than {timeout:g}s"
+                    if wait >= timeout
+                    else "request body arrived too slowly"
+                )
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected()
             data = message.get("body", b"")

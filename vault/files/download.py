@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from vault.chunks import ChunkStore
 from vault.chunks.ids import ChunkId
+from vault.chunks.store import VERIFY_WHOLE_LIMIT
 from vault.files.ranges import slices
 from vault.files.records import FileRecord
 
@@ -18,6 +19,10 @@ async def stream_range(store: ChunkStore, record: FileRecord, start: int, end: i
     from the store as soon as a chunk fails verification, which ends the response early."""
     for position, offset, length in slices(record.chunks, start, end):
         chunk = record.chunks[position]
+        if chunk.size > VERIFY_WHOLE_LIMIT and offset + length < chunk.size:
+            # A large chunk is verified as its last piece is read; a range that stops before
+            # that point would never reach the check, so verify the whole chunk first.
+            await store.verify(ChunkId(chunk.chunk_id))
         skip, remaining = offset, length
         async for piece in await store.get(ChunkId(chunk.chunk_id), expected_size=chunk.size):
             if skip >= len(piece):

@@ -12,7 +12,7 @@ from vault.api.raw import ClientDisconnected, RawRequest, RawResponse, RawRoute,
 from vault.checksums import Hasher
 from vault.chunks import ChunkMismatch, ChunkTooLarge
 from vault.chunks.ids import ChunkId
-from vault.files.paths import normalize_folder, normalize_name
+from vault.files.paths import normalize_folder, normalize_mime, normalize_name
 from vault.tus.protocol import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -103,7 +103,17 @@ async def _receive(req: RawRequest, tus: TusUploads, user_id: str, upload: Uploa
     pieces = _Pieces(req.body(), upload.size - offset, checker[0] if checker else None)
     store = req.node.chunks
     stored: list[tuple[ChunkId, int]] = []
+    new_offset = offset
     piece_size = upload.chunk_size
+
+    async def record(batch: list[tuple[ChunkId, int]]) -> None:
+        nonlocal new_offset
+        before = new_offset
+        new_offset = await _append(req, tus, user_id, upload.id, before, batch)
+        req.node.metrics.received_bytes.inc(new_offset - before)
+        if trial is not None:
+            running.accept(upload.id, trial, new_offset)
+
     while not pieces.exhausted:
         try:
             result = await store.put(
@@ -113,26 +123,36 @@ async def _receive(req: RawRequest, tus: TusUploads, user_id: str, upload: Uploa
             raise errors.ValidationError("malformed PATCH body") from None
         if result.size == 0:
             break
-        stored.append((result.chunk_id, result.size))
+        if checker is None:
+            # Recorded as it lands: what arrived is kept (tus semantics), the offset advances
+            # while a long PATCH goes on, and gc never sees a stored piece without a reference.
+            await record([(result.chunk_id, result.size)])
+        else:
+            stored.append((result.chunk_id, result.size))
     if checker is not None:
         if pieces.disconnected:
             return None  # cannot verify a partial body: keep nothing
         if checker[0].digest() != checker[1]:
             raise _ChecksumFailed()
-    new_offset = offset
-    if stored:
-        async with req.node.ref_guard.taking():
-            new_offset = await tus.append(user_id, upload.id, offset, stored)
-            present = await store.has_many([chunk_id for chunk_id, _ in stored])
-        if len(present) < len({chunk_id for chunk_id, _ in stored}):  # pragma: no cover - gc race
-            raise errors.ServiceUnavailable("The node was reclaiming this content; resume the upload")
-        req.node.metrics.received_bytes.inc(new_offset - offset)
-        if trial is not None:
-            running.accept(upload.id, trial, new_offset)
+        if stored:
+            await record(stored)
     if pieces.disconnected:
         if new_offset == upload.size:
             await req.node.uploads.finalize(user_id, upload.id, None, {})
         return None
+    return new_offset
+
+
+async def _append(
+    req: RawRequest, tus: TusUploads, user_id: str, upload_id: str, offset: int, pieces: list[tuple[ChunkId, int]]
+) -> int:
+    """Reference stored pieces at ``offset``; if gc reclaimed one meanwhile, take them back."""
+    async with req.node.ref_guard.taking():
+        new_offset = await tus.append(user_id, upload_id, offset, pieces)
+        present = await req.node.chunks.has_many([chunk_id for chunk_id, _ in pieces])
+        if len(present) < len({chunk_id for chunk_id, _ in pieces}):
+            await tus.truncate(user_id, upload_id, offset)
+            raise errors.ServiceUnavailable("The node was reclaiming this content; resume the upload")
     return new_offset
 
 
@@ -187,6 +207,10 @@ async def _dispatch(req: RawRequest) -> RawResponse:
         raise errors.MethodNotAllowed()
     if method == "HEAD":
         upload, offset, _ = tus.status(principal.user_id, upload_id)
+        if upload.status == "uploading" and offset == upload.size:
+            # Every byte is in but the file was not made (e.g. quota at the last PATCH): try
+            # again now, and answer the error rather than an offset that reads as "done".
+            await req.node.uploads.finalize(principal.user_id, upload_id, None, {})
         return _empty(
             200,
             [
@@ -240,7 +264,7 @@ async def _create(req: RawRequest, tus: TusUploads, user_id: str, device_id: str
         raise errors.ValidationError("Upload-Metadata must include filename")
     name = normalize_name(meta["filename"], "filename")
     folder = normalize_folder(meta.get("folder") or "/", "folder")
-    mime = meta.get("filetype") or "application/octet-stream"
+    mime = normalize_mime(meta.get("filetype"), "filetype")
     upload = await tus.create(user_id, device_id, name=name, folder=folder, size=size, mime_type=mime)
     headers = [
         ("location", f"{_base_url(req)}{BASE}/{upload.id}"),

@@ -9,7 +9,7 @@ import trio
 
 from vault import errors
 from vault.chunks.ids import ChunkId
-from vault.chunks.refs import incref
+from vault.chunks.refs import decref, incref
 from vault.ids import new_id
 from vault.meta import Txn
 from vault.uploads.records import UPLOAD_CHUNKS, UPLOADS, ReceivedChunk, UploadSession, chunk_key
@@ -109,3 +109,18 @@ class TusUploads:
 
         new_offset: int = await self.uploads.node.meta.write(write)
         return new_offset
+
+    async def truncate(self, user_id: str, upload_id: str, offset: int) -> None:
+        """Forget the pieces recorded at or past ``offset`` (their references too)."""
+
+        def write(txn: Txn) -> None:
+            self.uploads.load(txn, user_id, upload_id)
+            position = 0
+            for index, chunk in sorted(self.uploads.received(txn, upload_id).items()):
+                if position >= offset:
+                    txn.delete(UPLOAD_CHUNKS, chunk_key(upload_id, index))
+                    decref(txn, [ChunkId(chunk.chunk_id)])
+                position += chunk.size
+
+        await self.uploads.node.meta.write(write)
+        self.uploads.running.forget(upload_id)

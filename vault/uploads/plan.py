@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-MIN_CHUNK_SIZE = 64 * 1024
-MAX_CHUNK_SIZE = 64 * 1024 * 1024
+from vault.config import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+
+__all__ = ["MAX_CHUNK_SIZE", "MIN_CHUNK_SIZE", "ChunkRange", "chunk_range", "plan_chunks", "total_chunks"]
 
 
 class ChunkRange(msgspec.Struct, frozen=True):
@@ -32,10 +33,3 @@ def chunk_range(size: int, chunk_size: int, index: int) -> ChunkRange:
 
 def plan_chunks(size: int, chunk_size: int) -> list[ChunkRange]:
     return [chunk_range(size, chunk_size, i) for i in range(total_chunks(size, chunk_size))]
-
-
-def clamp_chunk_size(requested: int | None, default: int) -> int:
-    """The client's ``chunkSize`` within [64 KiB, 64 MiB], or the node default."""
-    if requested is None:
-        return max(MIN_CHUNK_SIZE, min(MAX_CHUNK_SIZE, default))
-    return max(MIN_CHUNK_SIZE, min(MAX_CHUNK_SIZE, requested))

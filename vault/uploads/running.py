@@ -78,6 +78,8 @@ class RunningDigests:
     def accept(self, upload_id: str, trial: Running, position: int) -> None:
         """Adopt ``trial`` as covering ``0..position``, unless another request moved on meanwhile."""
         current = self._by_upload.get(upload_id)
+        if current is None and trial.position != 0:
+            return  # forgotten meanwhile (abort, a re-sent chunk): do not bring back a stale digest
         if current is not None and current.position != trial.position:
             return
         trial.position = position

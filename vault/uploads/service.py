@@ -21,7 +21,7 @@ from vault.chunks.ids import ChunkId
 from vault.chunks.refs import decref, incref
 from vault.clock import parse_rfc3339, rfc3339
 from vault.files import service as files
-from vault.files.paths import normalize_folder, normalize_name
+from vault.files.paths import normalize_folder, normalize_mime, normalize_name
 from vault.files.records import ChunkRef, FileRecord, file_entry
 from vault.ids import new_id
 from vault.meta import Txn
@@ -149,6 +149,7 @@ class UploadService:
 
     @staticmethod
     def _check_file(i: int, item: InitFile) -> tuple[str, str, Checksum | None, float | None]:
+        normalize_mime(item.mimeType, f"files[{i}].mimeType")
         name = normalize_name(item.name, f"files[{i}].name")
         folder = normalize_folder(item.folder, f"files[{i}].folder")
         checksum = parse_checksum(item.checksum, f"files[{i}].checksum") if item.checksum else None
@@ -397,7 +398,10 @@ class UploadService:
             await self._catch_up(upload)  # joins (or finishes) a catch-up still running
         need_sha = any(c is not None and c.algo == "sha256" for c in (checksum, declared))
         digests = self._running_digests(upload, len(chunks), need_sha)
-        if digests is None:
+        if digests is None or not self._matches(digests, checksum, declared):
+            # No running digest, or one that disagrees (two racing PUTs of one chunk can leave it
+            # describing the loser): the stored chunks have the last word.
+            self.running.forget(upload_id)
             digests = await self._whole_file_digests(chunks, "sha256" if need_sha else "blake3")
         for expected in (checksum, declared):
             if expected is not None and digests.get(expected.algo) != expected.hex:
@@ -427,6 +431,10 @@ class UploadService:
             if current.status == "completed" and current.file_id:
                 return self._completed_file(txn, current)
             self.require_open(current, now)
+            # The digests were computed from ``chunks`` outside this transaction; a chunk re-sent
+            # since then would make the file list content it does not hold a reference on.
+            if self.received(txn, upload_id) != received:
+                raise errors.Conflict("A chunk changed while the upload was completing; complete it again")
             record, _released = files.store_content(
                 txn,
                 user_id=user_id,
@@ -456,7 +464,12 @@ class UploadService:
             return record
 
         record: FileRecord = await self.node.meta.write(write)
+        self.running.forget(upload_id)
         return record
+
+    @staticmethod
+    def _matches(digests: dict[str, str], *expected: Checksum | None) -> bool:
+        return all(e is None or digests.get(e.algo) == e.hex for e in expected)
 
     def _running_digests(self, upload: UploadSession, pieces: int, need_sha: bool) -> dict[str, str] | None:
         """Digests hashed while the chunks streamed in, when they arrived strictly in order."""
