@@ -6,7 +6,7 @@ import msgspec
 
 from vault.config import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 
-__all__ = ["MAX_CHUNK_SIZE", "MIN_CHUNK_SIZE", "ChunkRange", "chunk_range", "plan_chunks", "total_chunks"]
+__all__ = ["MAX_CHUNK_SIZE", "MIN_CHUNK_SIZE", "ChunkRange", "chunk_range", "total_chunks"]
 
 
 class ChunkRange(msgspec.Struct, frozen=True):
@@ -29,7 +29,3 @@ def chunk_range(size: int, chunk_size: int, index: int) -> ChunkRange:
         raise IndexError(index)
     start = index * chunk_size
     return ChunkRange(index, start, min(size, start + chunk_size) - 1)
-
-
-def plan_chunks(size: int, chunk_size: int) -> list[ChunkRange]:
-    return [chunk_range(size, chunk_size, i) for i in range(total_chunks(size, chunk_size))]
