@@ -478,3 +478,62 @@ def _put_scope(planned: dict[str, Any], headers: dict[str, str], length: int) ->
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8080),
     }
+
+
+class _PausingBackend:
+    """The real backend, with reads that wait while ``gate`` is closed (a fake, not a mock:
+    every call goes through to the real storage)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.gate = trio.Event()
+        self.gate.set()
+        self.reading = trio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def _read(self, chunk_id: Any) -> Any:
+        self.reading.set()
+        await self.gate.wait()
+        async for piece in self._inner.read(chunk_id):
+            yield piece
+
+    def read(self, chunk_id: Any) -> Any:
+        return self._read(chunk_id)
+
+
+async def test_a_chunk_replaced_while_complete_runs_is_a_conflict_not_a_broken_file(app: Any, client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(3 * 64 * KiB)
+    planned = await init_upload(client, headers, data)
+    await put_chunks(client, headers, planned, data)
+    app.node.uploads.running.forget(planned["uploadId"])  # as after a restart: complete re-reads
+    backend = _PausingBackend(app.node.chunks.backend)
+    app.node.chunks.backend = backend
+    backend.gate = trio.Event()
+    outcome: dict[str, Any] = {}
+
+    async def complete() -> None:
+        response = await client.post(
+            "/api/mobile/upload/complete",
+            headers=headers,
+            json={"uploadId": planned["uploadId"], "checksum": b3(data)},
+        )
+        outcome["status"] = response.status_code
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(complete)
+        await backend.reading.wait()
+        other = os.urandom(64 * KiB)
+        replaced = await client.put(local_path(planned["chunks"][0]["uploadUrl"]), headers=headers, data=other)
+        assert replaced.status_code == 200
+        backend.gate.set()
+    assert outcome["status"] == 409
+    await put_chunks(client, headers, planned, data)
+    retried = await client.post(
+        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+    )
+    entry = (await retried.get_json())["data"]["file"]
+    content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+    assert await content.get_data() == data
