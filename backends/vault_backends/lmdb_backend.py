@@ -25,14 +25,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import queue
 import secrets
 import struct
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import lmdb
 import trio
@@ -40,6 +38,7 @@ import trio
 from vault.chunks.backend import BackendStats, ChunkBackend, ChunkWriter
 from vault.chunks.ids import ChunkId
 from vault.lmdb_gate import ReadGate
+from vault.lmdb_writer import LmdbWriter, Pending
 from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads, check_options
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ READ_SEGMENTS = 4
 INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
 _BATCH_JOBS = 64
 _BATCH_BYTES = 16 * 1024 * 1024
-_GROW_ATTEMPTS = 8
 # Segment bytes one put may have queued before it waits for the oldest write to commit.
 _STAGED_IN_FLIGHT = 4 * 1024 * 1024
 
@@ -71,43 +69,6 @@ class Databases(NamedTuple):
     segments: Any
     staging: Any
     info: Any
-
-
-class _Job:
-    __slots__ = ("done", "durable", "error", "fn", "result", "weight")
-
-    def __init__(
-        self,
-        fn: Callable[[lmdb.Transaction, Databases], Any],
-        durable: bool,
-        weight: int,
-        done: Callable[[], None],
-    ) -> None:
-        self.fn = fn
-        self.durable = durable
-        self.weight = weight
-        self.done = done
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-class _Pending(Generic[T]):
-    """A queued write; ``result`` waits for it (shielded: once queued it may commit regardless)."""
-
-    def __init__(self, job: _Job, finished: trio.Event) -> None:
-        self._job = job
-        self._finished = finished
-
-    async def result(self) -> T:
-        with trio.CancelScope(shield=True):
-            await self._finished.wait()
-        if self._job.error is not None:
-            raise self._job.error
-        return self._job.result  # type: ignore[no-any-return]
-
-
-def _released(txn: lmdb.Transaction, dbs: Databases) -> None:
-    raise RuntimeError("this write already ran")
 
 
 def _add_stats(txn: lmdb.Transaction, dbs: Databases, chunks: int, size: int) -> None:
@@ -149,7 +110,7 @@ class _LmdbWriter(ChunkWriter):
         self._backend = backend
         self.token = secrets.token_bytes(TOKEN_SIZE)
         self._pending = bytearray()
-        self._in_flight: collections.deque[tuple[_Pending[None], int]] = collections.deque()
+        self._in_flight: collections.deque[tuple[Pending[None], int]] = collections.deque()
         self._queued = 0
         self._segments = 0
         self._size = 0
@@ -280,8 +241,16 @@ class LmdbBackend(ChunkBackend):
         self._env: lmdb.Environment | None = None
         self._dbs: Databases | None = None
         self._gate = ReadGate()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        # Data pages sync on every commit; the meta page only when a write must be durable.
+        self._writer = LmdbWriter(
+            label="chunk store",
+            gate=self._gate,
+            map_size=self._map_size,
+            sync_after_durable=True,
+            fail=OSError,
+            batch_jobs=_BATCH_JOBS,
+            batch_weight=_BATCH_BYTES,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -311,14 +280,13 @@ class LmdbBackend(ChunkBackend):
             self._owner.release()
             raise
         try:
-            # A map grown earlier (or by another process) is larger than the configured start.
-            self._map_size = max(self._map_size, env.info()["map_size"])
             self._env = env
             with env.begin(write=True) as txn:
                 names = (b"index", b"segments", b"staging", b"info")
                 self._dbs = Databases(*(env.open_db(name, txn=txn, create=True) for name in names))
             if owner:
-                removed = self._write_now(remove_staged)
+                dbs = self._dbs
+                removed = self._writer.run_now(env, lambda txn: remove_staged(txn, dbs))
                 if removed:
                     log.info("removed %d interrupted chunk writes", removed)
             else:
@@ -328,18 +296,14 @@ class LmdbBackend(ChunkBackend):
             env.close()
             self._owner.release()
             raise
-        self._writer = threading.Thread(target=self._writer_loop, name="chunks-lmdb-writer", daemon=True)
-        self._writer.start()
+        self._writer.start(env)
 
     async def close(self) -> None:
         await self.threads.drain()
         await trio.to_thread.run_sync(self._close_sync)
 
     def _close_sync(self) -> None:
-        if self._writer is not None:
-            self._jobs.put(None)
-            self._writer.join()
-            self._writer = None
+        self._writer.stop()
         if self._env is not None:
             # Staged writes still open stay in ``staging``, as after a crash: the next open removes them.
             self._env.close()
@@ -360,99 +324,17 @@ class LmdbBackend(ChunkBackend):
 
     # -- the writer thread ---------------------------------------------------------------------
 
-    def enqueue(self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int) -> _Pending[T]:
+    def enqueue(self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int) -> Pending[T]:
         """Queue ``fn`` for a write transaction on the writer thread (FIFO); await its result."""
-        if self._writer is None:
+        if not self._writer.running:
             raise BackendClosed("the lmdb backend is not open")
-        token = trio.lowlevel.current_trio_token()
-        finished = trio.Event()
-        job = _Job(fn, durable, weight, lambda: token.run_sync_soon(finished.set))
-        self._jobs.put(job)
-        return _Pending(job, finished)
+        dbs = self.dbs
+        pending: Pending[T] = self._writer.enqueue(lambda txn: fn(txn, dbs), durable=durable, weight=weight)
+        return pending
 
     async def submit(self, fn: Callable[[lmdb.Transaction, Databases], T], *, durable: bool, weight: int) -> T:
         """Run ``fn`` in a write transaction on the writer thread; with ``durable``, after sync."""
         return await self.enqueue(fn, durable=durable, weight=weight).result()
-
-    def _write_now(self, fn: Callable[[lmdb.Transaction, Databases], T]) -> T:
-        """Run one durable write on the calling thread (only before the writer thread starts)."""
-        done = threading.Event()
-        job = _Job(fn, True, 0, done.set)
-        self._run_batch([job])
-        if job.error is not None:
-            raise job.error
-        return job.result  # type: ignore[no-any-return]
-
-    def _writer_loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch, weight, stop = [job], job.weight, False
-            while len(batch) < _BATCH_JOBS and weight < _BATCH_BYTES:
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-                weight += more.weight
-            self._run_batch(batch)
-            if stop:
-                return
-
-    def _run_batch(self, batch: list[_Job]) -> None:
-        env, dbs = self.env, self.dbs
-        try:
-            for _attempt in range(_GROW_ATTEMPTS):
-                try:
-                    self._commit_batch(env, dbs, batch)
-                    break
-                except lmdb.MapFullError:
-                    self._grow()
-                except lmdb.MapResizedError:
-                    with self._gate.exclusive():
-                        env.set_mapsize(0)
-            else:
-                for job in batch:
-                    job.error = OSError("chunk store is full and its map could not grow")
-        except lmdb.Error as exc:
-            log.exception("chunk store commit failed")
-            for job in batch:
-                job.error = OSError(f"chunk store commit failed: {exc}")
-        finally:
-            for job in batch:
-                # The writer thread keeps its last batch until the next arrives: let go of the
-                # closure now, or a put's pieces outlive its write.
-                job.fn = _released
-                job.done()
-
-    def _commit_batch(self, env: lmdb.Environment, dbs: Databases, batch: list[_Job]) -> None:
-        with env.begin(write=True) as parent:
-            for job in batch:
-                job.error = None
-                # Each job in a child transaction: one failing write does not undo its neighbours.
-                child = env.begin(write=True, parent=parent)
-                try:
-                    job.result = job.fn(child, dbs)
-                except lmdb.MapFullError:
-                    child.abort()
-                    raise
-                except Exception as exc:
-                    child.abort()
-                    job.error = exc
-                else:
-                    child.commit()
-        if any(job.durable and job.error is None for job in batch):
-            env.sync(True)
-
-    def _grow(self) -> None:
-        with self._gate.exclusive():
-            self._map_size *= 2
-            log.info("growing chunk store map to %d MiB", self._map_size >> 20)
-            self.env.set_mapsize(self._map_size)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -475,7 +357,7 @@ class LmdbBackend(ChunkBackend):
         raise OSError("chunk store map keeps changing size")
 
     async def begin_put(self) -> ChunkWriter:
-        if self._writer is None:
+        if not self._writer.running:
             raise BackendClosed("the lmdb backend is not open")
         return _LmdbWriter(self)
 

@@ -1,19 +1,16 @@
 """A small typed API over LMDB named sub-databases.
 
 Reads run inline on the caller's thread: they are memory-mapped lookups of small records that
-cost microseconds, less than a thread hand-off. Writes run on one dedicated writer thread (LMDB
-allows one writer per environment and a write transaction must stay on its thread); queued writes
-are grouped into one durable commit, each inside its own nested transaction so one failing write
-does not undo its neighbours. A commit returns only after LMDB has synced it to disk.
+cost microseconds, less than a thread hand-off. Writes go through ``vault.lmdb_writer``: one
+writer thread groups queued writes into one durable commit, each in its own nested transaction so
+one failing write does not undo its neighbours. A write returns only after LMDB synced it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +21,7 @@ import msgspec
 import trio
 
 from vault.lmdb_gate import ReadGate
+from vault.lmdb_writer import LmdbWriter
 from vault.meta.schema import MIGRATIONS, SCHEMA_VERSION, TABLE_NAMES
 
 log = logging.getLogger(__name__)
@@ -32,7 +30,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
-_BATCH_LIMIT = 64
 
 
 class MetaStoreError(Exception):
@@ -129,16 +126,6 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
     return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
-class _Job:
-    __slots__ = ("done", "error", "fn", "result", "token")
-
-    def __init__(self, fn: Callable[[Txn], Any], done: Callable[[], None]) -> None:
-        self.fn = fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.done = done
-
-
 class MetaStore:
     """The node's metadata environment (``DATA_DIR/meta``)."""
 
@@ -147,10 +134,12 @@ class MetaStore:
         self._map_size = map_size
         self._env: lmdb.Environment | None = None
         self._dbs: dict[str, Any] = {}
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         # LMDB forbids live read transactions in this process while the map grows.
         self._gate = ReadGate()
+        # Commits sync data and meta pages themselves (metasync=True): no extra sync needed.
+        self._writer = LmdbWriter(
+            label="metadata store", gate=self._gate, map_size=map_size, sync_after_durable=False, fail=MetaStoreError
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -168,25 +157,18 @@ class MetaStore:
             readahead=False,
             max_readers=256,
         )
-        # A database grown by another process is larger than our configured size: adopt it.
-        info = env.info()
-        self._map_size = max(self._map_size, info["map_size"])
         with env.begin(write=True) as txn:
             for name in TABLE_NAMES:
                 self._dbs[name] = env.open_db(name.encode(), txn=txn, create=True)
             self._migrate(Txn(txn, self._dbs))
         self._env = env
-        self._thread = threading.Thread(target=self._writer_loop, name="meta-writer", daemon=True)
-        self._thread.start()
+        self._writer.start(env)  # adopts a map grown earlier, or by another process
 
     async def open(self) -> None:
         await trio.to_thread.run_sync(self.open_sync)
 
     def close_sync(self) -> None:
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
+        self._writer.stop()
         if self._env is not None:
             self._env.close()
             self._env = None
@@ -253,79 +235,12 @@ class MetaStore:
         changes and is re-raised here. The wait is shielded from cancellation: the write may
         already be committed, and the caller must not believe otherwise.
         """
-        token = trio.lowlevel.current_trio_token()
-        finished = trio.Event()
-        job = _Job(fn, lambda: token.run_sync_soon(finished.set))
-        self._jobs.put(job)
-        with trio.CancelScope(shield=True):
-            await finished.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result  # type: ignore[no-any-return]
+        dbs = self._dbs
+        result: T = await self._writer.submit(lambda txn: fn(Txn(txn, dbs)))
+        return result
 
     def write_sync(self, fn: Callable[[Txn], T]) -> T:
         """Blocking variant for the command line and worker threads."""
-        done = threading.Event()
-        job = _Job(fn, done.set)
-        self._jobs.put(job)
-        done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result  # type: ignore[no-any-return]
-
-    def _writer_loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            stop = False
-            while len(batch) < _BATCH_LIMIT:
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._run_batch(batch)
-            if stop:
-                return
-
-    def _run_batch(self, batch: list[_Job]) -> None:
-        for _attempt in range(8):
-            try:
-                with self.env.begin(write=True) as parent:
-                    for job in batch:
-                        job.error = None
-                        child = self.env.begin(write=True, parent=parent)
-                        try:
-                            job.result = job.fn(Txn(child, self._dbs))
-                        except lmdb.MapFullError:
-                            child.abort()
-                            raise
-                        except BaseException as exc:  # the caller gets it, the batch goes on
-                            child.abort()
-                            job.error = exc
-                        else:
-                            child.commit()
-                break
-            except lmdb.MapFullError:
-                self._grow()
-            except lmdb.Error as exc:
-                log.exception("metadata commit failed")
-                for job in batch:
-                    job.error = exc
-                break
-        else:
-            for job in batch:
-                job.error = MetaStoreError("metadata store is full and could not grow")
-        for job in batch:
-            job.done()
-
-    def _grow(self) -> None:
-        self._map_size *= 2
-        log.info("growing metadata map to %d MiB", self._map_size >> 20)
-        with self._gate.exclusive():
-            self.env.set_mapsize(self._map_size)
+        dbs = self._dbs
+        result: T = self._writer.submit_blocking(lambda txn: fn(Txn(txn, dbs)))
+        return result
