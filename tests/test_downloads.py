@@ -176,3 +176,15 @@ async def test_a_range_inside_a_large_corrupt_chunk_is_not_served(
     response = await client.get(f"/api/mobile/files/{entry['id']}/content", headers={**headers, "Range": "bytes=0-99"})
     assert response.status_code == 500
     assert (await response.get_json())["error"]["code"] == "INTERNAL_ERROR"
+
+
+async def test_subfolders_are_listed_once_each_whatever_lies_below(app: Any) -> None:
+    from vault.files.service import ensure_folders, subfolders
+
+    paths = ["/p/a", "/p/a b", "/p/a-x", "/p/a/deep/er", "/p/a/z", "/p/b/1/2/3", "/p/c", "/q/other"]
+    await app.node.meta.write(lambda txn: [ensure_folders(txn, "user_x", p, 0.0) for p in paths])
+    with app.node.meta.read() as txn:
+        assert subfolders(txn, "user_x", "/p") == ["a", "a b", "a-x", "b", "c"]
+        assert subfolders(txn, "user_x", "/p/a") == ["deep", "z"]
+        assert subfolders(txn, "user_x", "/") == ["p", "q"]
+        assert subfolders(txn, "user_y", "/") == []
