@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -537,3 +538,37 @@ async def test_a_chunk_replaced_while_complete_runs_is_a_conflict_not_a_broken_f
     entry = (await retried.get_json())["data"]["file"]
     content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
     assert await content.get_data() == data
+
+
+async def test_vault_gc_closes_sessions_that_expired_while_the_node_was_down(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vault.cli import main
+
+    # The node's clock is set in 2023, so by the real clock its sessions expired long ago.
+    app = create_app(config, clock=TrioClock())
+    async with app.test_app():
+        client = app.test_client()
+        headers = await register(client)
+        kept = await upload_file(client, headers, os.urandom(64 * KiB), name="kept.bin")
+        data = os.urandom(2 * 64 * KiB)
+        planned = await init_upload(client, headers, data, name="stalled.bin")
+        await put_chunks(client, headers, planned, data)
+    args = ["gc", "--data-dir", config.storage.data_dir, "--config", _backend_config(config)]
+    assert await trio.to_thread.run_sync(main, args) == 0
+    assert "would close 1 expired upload session" in capsys.readouterr().out
+    assert await trio.to_thread.run_sync(main, [*args, "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "closed 1 expired upload session" in out and "reclaimed 2 unreferenced chunk" in out
+    app = create_app(config, clock=TrioClock())
+    async with app.test_app():
+        client = app.test_client()
+        headers = await register(client)
+        content = await client.get(f"/api/mobile/files/{kept['id']}/content", headers=headers)
+        assert content.status_code == 200 and len(await content.get_data()) == 64 * KiB
+
+
+def _backend_config(config: Config) -> str:
+    path = Path(config.storage.data_dir).parent / "gc.toml"
+    path.write_text(f'[storage]\nbackend = "{config.storage.backend}"\n')
+    return str(path)

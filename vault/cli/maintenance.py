@@ -26,6 +26,7 @@ from vault.fsck import check_storage
 from vault.gc import collect_garbage
 from vault.meta import MetaStore
 from vault.node import make_backend
+from vault.uploads.expiry import expire_sessions, overdue
 
 _PROGRESS_INTERVAL = 0.2
 _UNITS = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
@@ -147,8 +148,19 @@ def run_gc(args: argparse.Namespace) -> int:
 
 async def gc(config: Config, delete: bool, out: TextIO) -> int:
     async with open_stores(config) as (meta, chunks):
+        now = time.time()
+        ttl = float(config.uploads.session_ttl)
+        # Upload sessions that expired while the node was down still hold their chunks.
+        if delete:
+            expired = await expire_sessions(meta, now, ttl)
+        else:
+            with meta.read() as txn:
+                expired = len(overdue(txn, now, ttl)[0])
+        if expired:
+            verb = "closed" if delete else "would close"
+            out.write(f"gc: {verb} {expired} expired upload session(s)\n")
         # Stopped node: no upload can be between storing a chunk and referencing it, so no grace.
-        report = await collect_garbage(meta, chunks, now=time.time(), grace=0.0, delete=delete)
+        report = await collect_garbage(meta, chunks, now=now, grace=0.0, delete=delete)
         remaining = await chunks.stats()
     if delete:
         out.write(

@@ -35,12 +35,14 @@ from vault.uploads.api_types import (
     PlannedFile,
     UploadState,
 )
+from vault.uploads.expiry import expire_sessions, release_session
 from vault.uploads.plan import chunk_range, total_chunks
 from vault.uploads.records import (
     UPLOAD_CHUNKS,
     UPLOADS,
     ReceivedChunk,
     UploadSession,
+    UploadStatus,
     chunk_key,
     chunk_prefix,
     index_of,
@@ -52,10 +54,6 @@ if TYPE_CHECKING:
     from vault.node import Node
 
 log = logging.getLogger(__name__)
-
-# Finished sessions are kept this long past their expiry, so a late client learns "expired" or
-# gets its completed file again rather than a bare 404.
-FORGET_AFTER = 7 * 86400.0
 
 QuotaOf = Callable[[str], Awaitable[int]]
 # Called with (txn, session, file or None, error or None, now) inside the finishing transaction.
@@ -548,50 +546,14 @@ class UploadService:
         self.running.forget(upload_id)
         return upload
 
-    def _release(self, txn: Txn, upload: UploadSession, status: Any) -> list[ChunkId]:
-        """Drop an open session: its reserved bytes and its references on received chunks."""
-        released: list[ChunkId] = []
-        for key, chunk in list(txn.scan(UPLOAD_CHUNKS, chunk_prefix(upload.id))):
-            released += decref(txn, [ChunkId(chunk.chunk_id)])
-            txn.delete(UPLOAD_CHUNKS, key)
-        usage = get_usage(txn, upload.user_id)
-        usage.reserved = max(0, usage.reserved - upload.size)
-        put_usage(txn, upload.user_id, usage)
-        upload.status = status
-        txn.put(UPLOADS, upload.id.encode(), upload)
-        return released
+    def _release(self, txn: Txn, upload: UploadSession, status: UploadStatus) -> list[ChunkId]:
+        return release_session(txn, upload, status)
 
-    async def expire(self, batch: int = 200) -> int:
-        """Expire open sessions past ``expiresAt``; forget finished ones a TTL after they ended."""
-        now = self.now
-        ttl = max(float(self.node.config.uploads.session_ttl), FORGET_AFTER)
-        with self.node.meta.read() as txn:
-            due = [
-                u.id
-                for _, u in txn.scan(UPLOADS)
-                if (u.status == "uploading" and u.expires_at <= now)
-                or (u.status != "uploading" and u.expires_at + ttl <= now)
-            ]
-        count = 0
-        for start in range(0, len(due), batch):
-            ids = due[start : start + batch]
-
-            def write(txn: Txn, ids: list[str] = ids) -> int:
-                done = 0
-                for upload_id in ids:
-                    upload = txn.get(UPLOADS, upload_id.encode())
-                    if upload is None:
-                        continue
-                    if upload.status == "uploading" and upload.expires_at <= now:
-                        self._release(txn, upload, "expired")
-                        self.running.forget(upload_id)
-                        done += 1
-                    elif upload.status != "uploading" and upload.expires_at + ttl <= now:
-                        txn.delete(UPLOADS, upload_id.encode())
-                return done
-
-            count += await self.node.meta.write(write)
-        return count
+    async def expire(self) -> int:
+        """Expire open sessions past ``expiresAt``; forget finished ones long after they ended."""
+        return await expire_sessions(
+            self.node.meta, self.now, float(self.node.config.uploads.session_ttl), on_expired=self.running.forget
+        )
 
 
 def _update_all(blake: Hasher, extra: Hasher | None, piece: bytes) -> None:
