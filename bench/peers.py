@@ -330,7 +330,24 @@ def nginx_version(binary: str) -> str:
     return (result.stderr or result.stdout).strip().removeprefix("nginx version: ")
 
 
-class NginxPeer:
+class _StorePeer:
+    """A peer server with a store directory and a ``/health`` route answering 204."""
+
+    process: ServerProcess
+    base_url: str
+    store: Path
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_ready(self.base_url + "/health", ok=lambda r: r.status_code == 204)
+
+    def clear_store(self) -> None:
+        """Delete stored files between repetitions (an overwriting PUT takes nginx's slower path)."""
+        shutil.rmtree(self.store, ignore_errors=True)
+        self.store.mkdir(parents=True, exist_ok=True)
+
+
+class NginxPeer(_StorePeer):
     """Debian's nginx with ``dav_methods PUT``: the store is ``ROOT/store``, bodies land via rename."""
 
     def __init__(self, workdir: Path, *, workers: int = 1) -> None:
@@ -363,15 +380,6 @@ class NginxPeer:
             [binary, "-e", str(self.prefix / "error.log"), "-c", str(conf), "-p", str(self.prefix)],
             log_path=self.prefix / "stdout.log",
         )
-
-    def start(self) -> None:
-        self.process.start()
-        self.process.wait_ready(self.base_url + "/health", ok=lambda r: r.status_code == 204)
-
-    def clear_store(self) -> None:
-        """Delete stored files (a PUT that overwrites takes nginx's slower path)."""
-        shutil.rmtree(self.store, ignore_errors=True)
-        self.store.mkdir(parents=True, exist_ok=True)
 
 
 # --- @tus/server ------------------------------------------------------------------------------
@@ -476,7 +484,7 @@ def ensure_tus_installed(cache_dir: Path, log: Callable[[str], None]) -> TusInst
     return TusInstall(install, installed, store_installed, note)
 
 
-class TusPeer:
+class TusPeer(_StorePeer):
     """The official tus server: ``@tus/server`` + ``@tus/file-store`` under plain ``node:http``."""
 
     def __init__(self, workdir: Path, cache_dir: Path, log: Callable[[str], None]) -> None:
@@ -501,14 +509,6 @@ class TusPeer:
             log_path=workdir / "tus-server.log",
             cwd=install,
         )
-
-    def start(self) -> None:
-        self.process.start()
-        self.process.wait_ready(self.base_url + "/health", ok=lambda r: r.status_code == 204)
-
-    def clear_store(self) -> None:
-        shutil.rmtree(self.store, ignore_errors=True)
-        self.store.mkdir(parents=True, exist_ok=True)
 
 
 # --- the node ---------------------------------------------------------------------------------

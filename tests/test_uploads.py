@@ -430,9 +430,14 @@ async def test_media_types_that_are_not_header_safe_are_refused(client: Any) -> 
 
 async def test_finished_uploads_leave_no_running_state_behind(app: Any, client: Any) -> None:
     headers = await register(client)
+    open_data = os.urandom(2 * 64 * KiB)
+    planned = await init_upload(client, headers, open_data, name="open.bin")
+    await put_chunks(client, headers, planned, open_data)
+    assert app.node.uploads.running.current(planned["uploadId"]) is not None  # held while open
     for i in range(3):
         await upload_file(client, headers, os.urandom(100 * KiB), name=f"r{i}.bin")
-    assert app.node.uploads.running.current("anything") is None
+    await client.delete(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+    assert app.node.uploads.running.current(planned["uploadId"]) is None
     assert not app.node.uploads.running._by_upload
 
 

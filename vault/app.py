@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 
@@ -22,9 +21,6 @@ from vault.config import Config
 from vault.node import Node
 
 log = logging.getLogger("vault.api")
-
-# JSON bodies smaller than this are sent as they are: gzip would not pay for its header.
-_COMPRESS_MIN = 1024
 
 
 class VaultApp(QuartTrio):
@@ -99,7 +95,6 @@ def _install_hooks(app: VaultApp) -> None:
     @app.after_request
     async def finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = current_request_id()
-        await _maybe_compress(response)
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
         app.node.metrics.observe(request.method, route, response.status_code, elapsed)
@@ -154,40 +149,3 @@ def _install_hooks(app: VaultApp) -> None:
             extra={"request_id": current_request_id()},
         )
         return error_response(errors.InternalError(), current_request_id())
-
-
-async def _maybe_compress(response: Response) -> None:
-    # Only the node's own JSON: a stored file that happens to be JSON streams as it is (buffering
-    # it to gzip would load a whole download into memory and break its ETag and ranges).
-    if getattr(g, "file_content", False):
-        return
-    if response.mimetype != "application/json" or "Content-Encoding" in response.headers:
-        return
-    accepted = _accepted_encodings(request.headers.get("Accept-Encoding", ""))
-    response.vary.add("Accept-Encoding")
-    if "gzip" not in accepted:
-        return
-    data = await response.get_data(as_text=False)
-    assert isinstance(data, bytes)
-    if len(data) < _COMPRESS_MIN:
-        return
-    response.set_data(gzip.compress(data, compresslevel=5, mtime=0))
-    response.headers["Content-Encoding"] = "gzip"
-
-
-def _accepted_encodings(header: str) -> set[str]:
-    accepted: set[str] = set()
-    for part in header.split(","):
-        token, _, params = part.strip().partition(";")
-        quality = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                quality = float(params[2:])
-            except ValueError:
-                quality = 0.0
-        if token and quality > 0:
-            accepted.add(token.strip().lower())
-    if "*" in accepted:
-        accepted.add("gzip")
-    return accepted

@@ -46,7 +46,3 @@ def parse_checksum(text: str, field: str = "checksum") -> Checksum:
 
 def new_hasher(algo: Algorithm) -> Hasher:
     return blake3.blake3() if algo == "blake3" else hashlib.sha256()
-
-
-def blake3_str(digest: bytes) -> str:
-    return f"blake3:{digest.hex()}"

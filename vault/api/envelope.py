@@ -11,6 +11,7 @@ import msgspec
 from quart import Response, g, request
 
 from vault import errors
+from vault.api.compression import json_bytes_response
 
 log = logging.getLogger("vault.api")
 
@@ -32,7 +33,7 @@ def encode_json(body: Any) -> bytes:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(encode_json(body), status=status, headers=headers, content_type="application/json")
+    return json_bytes_response(encode_json(body), status, headers)
 
 
 def ok(data: Any = None, status: int = 200, **top: Any) -> Response:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import msgspec
 from msgspec import Meta
-from quart import Response, g
+from quart import Response
 
 from vault import errors
 from vault.api.routing import ApiRouter, Ctx
@@ -108,7 +108,6 @@ def _disposition(name: str) -> str:
 @router.route("GET", "/files/<file_id>/content")
 async def content(ctx: Ctx, file_id: str) -> Response:
     """The file's bytes: single ranges (206/416), ETag, If-None-Match (304), HEAD."""
-    g.file_content = True
     record = _readable(ctx, file_id)
     etag = _etag(record)
     headers = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, current_app
 
 from vault import __version__
+from vault.api.compression import json_bytes_response
 from vault.api.envelope import json_response
 from vault.metrics import CONTENT_TYPE
 
@@ -34,4 +35,5 @@ async def metrics() -> Response:
 @system.get("/api/mobile/openapi.json")
 async def openapi() -> Response:
     """The OpenAPI 3.1 document, generated from the routes' msgspec structs."""
-    return Response(current_app.openapi_document, content_type="application/json")  # type: ignore[attr-defined]
+    document: bytes = current_app.openapi_document  # type: ignore[attr-defined]
+    return json_bytes_response(document)

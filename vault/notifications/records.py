@@ -44,10 +44,6 @@ def notification_key(user_id: str, created_at: float, notification_id: str) -> b
     return f"{user_id}/{int(created_at * 1_000_000):017d}/{notification_id}".encode()
 
 
-def user_notifications_prefix(user_id: str) -> bytes:
-    return f"{user_id}/".encode()
-
-
 def record_notification(
     txn: Txn,
     *,

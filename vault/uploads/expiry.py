@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import trio
+
 from vault.chunks.ids import ChunkId
 from vault.chunks.refs import decref
 from vault.meta import MetaStore, Txn
@@ -47,12 +49,17 @@ def overdue(txn: Txn, now: float, session_ttl: float) -> tuple[list[str], list[s
     return expire, forget
 
 
+def _overdue(meta: MetaStore, now: float, session_ttl: float) -> tuple[list[str], list[str]]:
+    # A scan of every session: in a worker thread, off the event loop.
+    with meta.read() as txn:
+        return overdue(txn, now, session_ttl)
+
+
 async def expire_sessions(
     meta: MetaStore, now: float, session_ttl: float, *, on_expired: Callable[[str], None] | None = None
 ) -> int:
     """Expire overdue open sessions and forget old finished ones; returns how many expired."""
-    with meta.read() as txn:
-        expire, forget = overdue(txn, now, session_ttl)
+    expire, forget = await trio.to_thread.run_sync(_overdue, meta, now, session_ttl)
     keep = max(session_ttl, FORGET_AFTER)
     count = 0
     due = [(upload_id, True) for upload_id in expire] + [(upload_id, False) for upload_id in forget]

@@ -42,7 +42,6 @@ from vault.uploads.records import (
     UPLOADS,
     ReceivedChunk,
     UploadSession,
-    UploadStatus,
     chunk_key,
     chunk_prefix,
     index_of,
@@ -539,15 +538,12 @@ class UploadService:
             if upload.status == "completed":
                 raise errors.Conflict("This upload is already complete")
             if upload.status == "uploading":
-                self._release(txn, upload, "aborted")
+                release_session(txn, upload, "aborted")
             return upload
 
         upload: UploadSession = await self.node.meta.write(write)
         self.running.forget(upload_id)
         return upload
-
-    def _release(self, txn: Txn, upload: UploadSession, status: UploadStatus) -> list[ChunkId]:
-        return release_session(txn, upload, status)
 
     async def expire(self) -> int:
         """Expire open sessions past ``expiresAt``; forget finished ones long after they ended."""
