@@ -10,13 +10,13 @@ import trio
 from vault_backends.fs_backend import FsBackend
 
 from vault.chunks import ChunkId, ChunkStore
+from vault.chunks.loading import make_backend
 from vault.chunks.refs import incref
 from vault.cli import main
 from vault.cli.maintenance import human_size
 from vault.config import load_config
 from vault.datadir_lock import hold_node_lock
 from vault.meta import MetaStore, Txn
-from vault.node import make_backend
 
 KiB = 1024
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import trio
 
-from vault import plugins
 from vault.auth.service import AuthService
-from vault.chunks import ChunkBackend, ChunkStore
+from vault.chunks import ChunkStore
+from vault.chunks.loading import make_backend
 from vault.chunks.refguard import RefGuard
 from vault.clock import Clock
 from vault.config import Config
@@ -28,15 +28,6 @@ from vault.uploads.notify import record_upload_outcome
 from vault.uploads.service import UploadService
 
 log = logging.getLogger(__name__)
-
-
-def make_backend(config: Config) -> ChunkBackend:
-    """The chunk backend named by ``[storage] backend``, found through ``vault.backends``."""
-    cls = plugins.load(plugins.BACKENDS, config.storage.backend)
-    backend = cls(Path(config.storage.data_dir) / "chunks", dict(config.storage.options))
-    if not isinstance(backend, ChunkBackend):
-        raise TypeError(f"backend {config.storage.backend!r} does not implement ChunkBackend")
-    return backend
 
 
 class Node:

@@ -19,13 +19,13 @@ from typing import TextIO
 import trio
 
 from vault.chunks import ChunkStore
+from vault.chunks.loading import make_backend
 from vault.cli.common import CommandError, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import DataDirLocked, hold_node_lock
 from vault.fsck import check_storage
 from vault.gc import collect_garbage
 from vault.meta import MetaStore
-from vault.node import make_backend
 from vault.uploads.expiry import expire_sessions, overdue
 
 _PROGRESS_INTERVAL = 0.2

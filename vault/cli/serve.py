@@ -15,11 +15,11 @@ from hypercorn.utils import LifespanFailureError
 
 from vault._trio_util import single_errors
 from vault.app import create_app
+from vault.chunks.loading import make_backend
 from vault.cli.common import CommandError, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import node_is_running
 from vault.memory import limit_malloc_arenas
-from vault.node import make_backend
 from vault.plugins import PluginNotFound
 
 log = logging.getLogger("vault.serve")

@@ -1,0 +1,1 @@
+"""Push delivery: the provider interface that ``vault.push`` plugins implement."""
