@@ -1,38 +1,50 @@
 # The two commands a new user needs: `make serve` and `make test`. Both set everything up first.
+# `make serve` (and `make install`) install only what the node needs; `make test` adds the
+# development tools (`.[dev]`: pytest, ruff, mypy, tuspy) on top.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := $(VENV)/.installed-node
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test lint typecheck unit install bench clean
+.PHONY: serve test lint typecheck unit install install-dev bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+
+$(NODE_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	@touch $(STAMP)
+	@touch $@
 
-install: $(STAMP)
+# The node and its `vault` command, at $(BIN)/vault.
+install: $(NODE_STAMP)
 
-serve: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+serve: $(NODE_STAMP)
 	$(BIN)/vault serve $(ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check vault backends plugins tests bench
 	$(BIN)/ruff format --check vault backends plugins tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
 # `make bench` runs every benchmark (about 12 minutes); `make bench BENCH=uploads` runs one.
 BENCH ?= chunkstore api uploads
-bench: $(STAMP)
+bench: $(NODE_STAMP)
 	@for name in $(BENCH); do $(BIN)/python -m bench $$name || exit 1; done
 
 clean:
