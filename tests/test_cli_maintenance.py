@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import trio
 from vault_backends.fs_backend import FsBackend
 
+from vault import plugins
 from vault.chunks import ChunkId, ChunkStore
 from vault.chunks.loading import make_backend
 from vault.chunks.refs import incref
 from vault.cli import main
-from vault.cli.maintenance import human_size
+from vault.cli.maintenance import Progress, human_size
 from vault.config import load_config
 from vault.datadir_lock import hold_node_lock
 from vault.meta import MetaStore, Txn
@@ -76,12 +79,58 @@ def fs_data_dir(tmp_path: Path) -> DataDir:
     return DataDir(tmp_path, "fs")
 
 
-def test_fsck_of_a_healthy_store_exits_0_with_progress(data_dir: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
+class Terminal(io.StringIO):
+    """Stands in for stderr on a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_fsck_of_a_healthy_store_exits_0_with_progress_lines_into_a_pipe(
+    data_dir: DataDir, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir.populate(stored=3, referenced=2)
     assert main(data_dir.args("fsck")) == 0
     out, err = capsys.readouterr()
     assert "fsck: 3 chunks (30.0 KiB) verified; no problems" in out
-    assert "\r  3/3 chunks  30.0/30.0 KiB" in err
+    # Not a terminal: whole lines (the first and the final one, within seconds), no carriage return.
+    assert "\r" not in err
+    assert err.splitlines() == ["  1/3 chunks  10.0/30.0 KiB", "  3/3 chunks  30.0/30.0 KiB"]
+
+
+def test_fsck_redraws_one_progress_line_on_a_terminal(
+    data_dir: DataDir, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir.populate(stored=3, referenced=2)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(data_dir.args("fsck")) == 0
+    assert "no problems" in capsys.readouterr().out
+    shown = terminal.getvalue()
+    assert shown.startswith("\r  1/3 chunks") and shown.endswith("\r  3/3 chunks  30.0/30.0 KiB\n")
+    assert shown.count("\n") == 1
+
+
+def test_progress_into_a_log_writes_a_line_every_few_seconds_and_the_final_one() -> None:
+    log = io.StringIO()
+    ticks = iter([0.0, 1.0, 4.9, 5.0, 6.0, 9.0])  # the clock at each update
+    progress = Progress(10, 10 * KiB, log, clock=ticks.__next__)
+    for count in range(1, 6):
+        progress.update(count, count * KiB)
+    progress.update(10, 10 * KiB, final=True)
+    assert log.getvalue() == (
+        "  1/10 chunks  1.0/10.0 KiB\n  4/10 chunks  4.0/10.0 KiB\n  10/10 chunks  10.0/10.0 KiB\n"
+    )
+
+
+def test_progress_on_a_terminal_redraws_at_most_five_times_a_second() -> None:
+    terminal = Terminal()
+    ticks = iter([0.0, 0.1, 0.25, 0.3])
+    progress = Progress(4, 4 * KiB, terminal, clock=ticks.__next__)
+    for count in range(1, 4):
+        progress.update(count, count * KiB)
+    progress.update(4, 4 * KiB, final=True)
+    assert terminal.getvalue() == "\r  1/4 chunks  1.0/4.0 KiB\r  3/4 chunks  3.0/4.0 KiB\r  4/4 chunks  4.0/4.0 KiB\n"
 
 
 def test_fsck_finds_a_chunk_corrupted_on_disk(fs_data_dir: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,6 +202,20 @@ def test_maintenance_commands_refuse_a_missing_data_dir(tmp_path: Path, capsys: 
         assert main([command, "--data-dir", str(tmp_path / "nowhere")]) == 2
         assert "no data directory" in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_maintenance_commands_refuse_an_unknown_backend_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "vault.toml"
+    config.write_text('[storage]\nbackend = "s4"\n')
+    (tmp_path / "data").mkdir()
+    installed = ", ".join(plugins.available(plugins.BACKENDS))
+    for command in ("fsck", "gc"):
+        assert main([command, "--config", str(config), "--data-dir", str(tmp_path / "data")]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"vault: config key storage.backend: no vault.backends plugin named 's4' (available: {installed})"
+        ]
 
 
 def test_human_sizes() -> None:

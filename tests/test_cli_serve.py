@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
+
+from vault import plugins
 
 
 def _free_port() -> int:
@@ -88,3 +91,33 @@ def test_unknown_backend_or_a_locked_data_dir_is_one_clear_line(tmp_path: Path) 
         result = subprocess.run(base, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "another vault node is running" in result.stderr
+
+
+def _installed(group: str) -> str:
+    return ", ".join(plugins.available(group))
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "group", "name"),
+    [
+        ('[plans]\npolicy = "ldap"\n', "plans.policy", plugins.POLICIES, "ldap"),
+        ('[storage]\nbackend = "s4"\n', "storage.backend", plugins.BACKENDS, "s4"),
+        ('[push]\nproviders = ["log", "fcm"]\n', "push.providers", plugins.PUSH, "fcm"),
+    ],
+)
+def test_an_unknown_plugin_name_stops_serve_with_one_line_naming_the_key_and_what_is_installed(
+    tmp_path: Path, toml: str, key: str, group: str, name: str
+) -> None:
+    path = tmp_path / "vault.toml"
+    path.write_text(toml)
+    result = subprocess.run(
+        [sys.executable, "-m", "vault.cli", "serve", "--config", str(path), "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"vault: config key {key}: no {group} plugin named {name!r} (available: {_installed(group)})"
+    ]
+    assert not (tmp_path / "d").exists()  # refused before it did anything

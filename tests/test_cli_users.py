@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from tests.auth_support import DEVICES, PASSWORD, REGISTER, bearer, error_code, register, register_body
+from vault import plugins
 from vault.app import VaultApp, create_app
 from vault.cli import main
 from vault.config import Config
@@ -89,6 +90,25 @@ async def test_remove_device_locks_it_out_of_the_running_node(app: VaultApp) -> 
     assert [d["id"] for d in remaining] == [phone["device"]["id"]]
 
 
+async def test_devices_shows_the_apps_device_id_and_remove_device_accepts_it(app: VaultApp) -> None:
+    client = app.test_client()
+    phone = await register(client)
+    tablet = await register(client, device_id="tablet-1")
+    data = _data_dir(app.node.config)
+    listed = (await vault("user", "devices", "john@example.com", "--data-dir", data)).stdout.decode().splitlines()
+    assert listed[0].split()[:4] == ["ID", "APP", "DEVICE", "ID"]
+    rows = {line.split()[0]: line.split()[1] for line in listed[1:]}
+    assert rows == {phone["device"]["id"]: "phone-1", tablet["device"]["id"]: "tablet-1"}
+    done = await vault("user", "remove-device", "john@example.com", "tablet-1", "--data-dir", data)
+    assert tablet["device"]["id"].encode() in done.stdout
+    locked = await client.get(DEVICES, headers=bearer(tablet))
+    assert await error_code(locked) == "DEVICE_REVOKED"
+    remaining = (await (await client.get(DEVICES, headers=bearer(phone))).get_json())["data"]["devices"]
+    assert [d["id"] for d in remaining] == [phone["device"]["id"]]
+    again = await vault("user", "remove-device", "john@example.com", "tablet-1", "--data-dir", data, check=False)
+    assert again.returncode == 2 and b"has no device tablet-1" in again.stderr
+
+
 async def test_keys_rotate_on_a_running_node(app: VaultApp) -> None:
     client = app.test_client()
     before = (await register(client))["tokens"]["accessToken"]
@@ -149,3 +169,40 @@ async def test_adding_an_existing_or_weak_account_is_refused(config: Config) -> 
     assert again.returncode == 2 and b"already exists" in again.stderr
     weak = await vault("user", "add", "b@b.c", "--password-stdin", "--data-dir", data, stdin=b"short\n", check=False)
     assert weak.returncode == 2 and b"at least 8" in weak.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "group", "name"),
+    [
+        ('[plans]\npolicy = "ldap"\n', "plans.policy", plugins.POLICIES, "ldap"),
+        ('[push]\nproviders = ["fcm"]\n', "push.providers", plugins.PUSH, "fcm"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["user", "add", "ann@example.com", "--password-stdin"],
+        ["user", "set-plan", "ann@example.com", "pro"],
+        ["user", "list"],
+        ["user", "devices", "ann@example.com"],
+        ["user", "remove-device", "ann@example.com", "phone-1"],
+    ],
+)
+def test_an_unknown_plugin_name_stops_user_commands_with_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    toml: str,
+    key: str,
+    group: str,
+    name: str,
+) -> None:
+    path = tmp_path / "vault.toml"
+    path.write_text(toml)
+    data = tmp_path / "data"
+    assert main([*command, "--config", str(path), "--data-dir", str(data)]) == 2
+    out, err = capsys.readouterr()
+    installed = ", ".join(plugins.available(group))
+    assert err.splitlines() == [f"vault: config key {key}: no {group} plugin named {name!r} (available: {installed})"]
+    assert out == ""
+    assert not data.exists()  # refused before it opened anything

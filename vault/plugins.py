@@ -23,10 +23,21 @@ def available(group: str) -> list[str]:
     return sorted({ep.name for ep in entry_points(group=group)})
 
 
+def not_found(group: str, name: str) -> PluginNotFound:
+    """The error for a missing plugin: names the group and what is installed in it."""
+    choices = ", ".join(available(group)) or "none installed"
+    return PluginNotFound(f"no {group} plugin named {name!r} (available: {choices})")
+
+
+def require(group: str, name: str) -> None:
+    """Raise ``PluginNotFound`` unless ``name`` is installed in ``group`` (without importing it)."""
+    if name not in available(group):
+        raise not_found(group, name)
+
+
 def load(group: str, name: str) -> Any:
     """The object registered as ``name`` in ``group``; ``PluginNotFound`` names the alternatives."""
     for ep in entry_points(group=group):
         if ep.name == name:
             return ep.load()
-    choices = ", ".join(available(group)) or "none installed"
-    raise PluginNotFound(f"no {group} plugin named {name!r} (available: {choices})")
+    raise not_found(group, name)

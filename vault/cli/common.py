@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Collection
 
-from vault.config import Config, load_config
+from vault import plugins
+from vault.config import Config, ConfigError, load_config
+
+ALL_PLUGIN_GROUPS = (plugins.BACKENDS, plugins.POLICIES, plugins.PUSH)
 
 
 class CommandError(Exception):
@@ -22,6 +26,29 @@ def common_options() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, data_dir=args.data_dir, bind=getattr(args, "bind", None))
+
+
+def named_plugins(config: Config) -> list[tuple[str, str, str]]:
+    """``(config key, entry-point group, name)`` for every plugin the config names."""
+    return [
+        ("storage.backend", plugins.BACKENDS, config.storage.backend),
+        ("plans.policy", plugins.POLICIES, config.plans.policy),
+        *(("push.providers", plugins.PUSH, name) for name in config.push.providers),
+    ]
+
+
+def check_plugins(config: Config, groups: Collection[str] = ALL_PLUGIN_GROUPS) -> None:
+    """Refuse a config that names a plugin which is not installed, before a command does anything.
+
+    The ``ConfigError`` is one line naming the key and what is installed, e.g. ``config key
+    plans.policy: no vault.policies plugin named 'ldap' (available: plans)``.
+    """
+    for key, group, name in named_plugins(config):
+        if group in groups:
+            try:
+                plugins.require(group, name)
+            except plugins.PluginNotFound as exc:
+                raise ConfigError(f"config key {key}: {exc}") from None
 
 
 def setup_logging(level: str = "info", *, json_lines: bool = True) -> None:

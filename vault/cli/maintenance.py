@@ -11,16 +11,17 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
 import trio
 
+from vault import plugins
 from vault.chunks import ChunkStore
 from vault.chunks.loading import make_backend
-from vault.cli.common import CommandError, config_from_args, setup_logging
+from vault.cli.common import CommandError, check_plugins, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import DataDirLocked, hold_node_lock
 from vault.fsck import check_storage
@@ -28,7 +29,8 @@ from vault.gc import collect_garbage
 from vault.meta import MetaStore
 from vault.uploads.expiry import expire_sessions, overdue
 
-_PROGRESS_INTERVAL = 0.2
+_PROGRESS_INTERVAL = 0.2  # redrawing one terminal line
+_PLAIN_PROGRESS_INTERVAL = 5.0  # a new line in a pipe or log
 _UNITS = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
 
 
@@ -63,6 +65,13 @@ def human_size(size: int, unit_of: int | None = None) -> str:
     return f"{size} B"
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """The command's config; fsck and gc need only its chunk backend, which must be installed."""
+    config = config_from_args(args)
+    check_plugins(config, groups=(plugins.BACKENDS,))
+    return config
+
+
 def _existing_data_dir(config: Config) -> Path:
     data_dir = Path(config.storage.data_dir)
     if not data_dir.is_dir():
@@ -86,30 +95,42 @@ async def open_stores(config: Config) -> AsyncIterator[tuple[MetaStore, ChunkSto
 
 
 class Progress:
-    """``\\r  1234/5678 chunks  1.2/4.5 GiB`` on stderr, redrawn at most five times a second."""
+    """Progress of a check on stderr: chunks and bytes done out of the totals.
 
-    def __init__(self, total_chunks: int, total_bytes: int, out: TextIO) -> None:
+    On a terminal one line redrawn in place (``\\r  1234/5678 chunks  1.2/4.5 GiB``) at most five
+    times a second; into a pipe or a log file plain lines instead, one every few seconds and the
+    final one, so the log stays readable.
+    """
+
+    def __init__(
+        self, total_chunks: int, total_bytes: int, out: TextIO, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.total_chunks = total_chunks
         self.total_bytes = total_bytes
         self.out = out
-        self._last = 0.0
+        self.clock = clock
+        self.redraw = out.isatty()
+        self.interval = _PROGRESS_INTERVAL if self.redraw else _PLAIN_PROGRESS_INTERVAL
+        self._last: float | None = None
 
     def update(self, count: int, size: int, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < _PROGRESS_INTERVAL:
+        now = self.clock()
+        if not final and self._last is not None and now - self._last < self.interval:
             return
         self._last = now
         # A live node may add chunks while we read: never show more done than the total.
         total_chunks, total_bytes = max(self.total_chunks, count), max(self.total_bytes, size)
         done = human_size(size, total_bytes).split()[0]
-        self.out.write(f"\r  {count}/{total_chunks} chunks  {done}/{human_size(total_bytes)}")
-        if final:
-            self.out.write("\n")
+        line = f"  {count}/{total_chunks} chunks  {done}/{human_size(total_bytes)}"
+        if self.redraw:
+            self.out.write(f"\r{line}\n" if final else f"\r{line}")
+        else:
+            self.out.write(f"{line}\n")
         self.out.flush()
 
 
 def run_fsck(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     _existing_data_dir(config)
     setup_logging("warning", json_lines=False)
     # fsck lists corrupt chunks itself; the store's log line would only break the progress line.
@@ -134,7 +155,7 @@ async def fsck(config: Config, out: TextIO, err: TextIO) -> int:
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     data_dir = _existing_data_dir(config)
     setup_logging("warning", json_lines=False)
     try:

@@ -15,12 +15,10 @@ from hypercorn.utils import LifespanFailureError
 
 from vault._trio_util import single_errors
 from vault.app import create_app
-from vault.chunks.loading import make_backend
-from vault.cli.common import CommandError, config_from_args, setup_logging
+from vault.cli.common import CommandError, check_plugins, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import node_is_running
 from vault.memory import limit_malloc_arenas
-from vault.plugins import PluginNotFound
 
 log = logging.getLogger("vault.serve")
 
@@ -87,14 +85,11 @@ async def _serve_app(app: object, hc: HypercornConfig, stop: trio.Event, *, task
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    check_plugins(config)  # an unknown plugin name is a config error, not a startup traceback
     setup_logging(config.server.log_level)
     data_dir = Path(config.storage.data_dir)
     if node_is_running(data_dir):
         raise CommandError(f"another vault node is running with data directory {data_dir}; stop it first")
-    try:
-        make_backend(config)  # an unknown backend name is a config error, not a startup traceback
-    except PluginNotFound as exc:
-        raise CommandError(f"config key storage.backend: {exc}") from None
     limit_malloc_arenas()
     try:
         with single_errors():

@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from vault.auth import accounts
 from vault.auth.passwords import MIN_PASSWORD_LENGTH, hash_password_sync
 from vault.auth.tokens import KeyRing
-from vault.cli.common import CommandError, config_from_args
+from vault.cli.common import CommandError, check_plugins, config_from_args
 from vault.clock import rfc3339
 from vault.config import Config
 from vault.devices import service as devices
+from vault.devices.records import Device
 from vault.errors import ValidationError
-from vault.meta import MetaStore
+from vault.meta import MetaStore, Txn
 from vault.policies import load_policy
 
 
@@ -53,13 +54,22 @@ def add_commands(
 
     remove = sub.add_parser("remove-device", parents=[parent], help="remove a device and revoke its tokens")
     remove.add_argument("email")
-    remove.add_argument("device_id", metavar="DEVICE_ID")
+    remove.add_argument(
+        "device_id", metavar="DEVICE_ID", help="the node's id (device_…) or the app's deviceId, as `devices` lists them"
+    )
     remove.set_defaults(run=run_remove_device)
 
     keys = commands.add_parser("keys", help="manage the access-token signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     rotate = keys_sub.add_parser("rotate", parents=[parent], help="start signing with a new key")
     rotate.set_defaults(run=run_rotate)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The command's config, refused up front if it names a plugin that is not installed."""
+    config = config_from_args(args)
+    check_plugins(config)
+    return config
 
 
 @contextmanager
@@ -105,7 +115,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     email = _email(args.email)
     plan = _check_plan(config, args.plan or config.plans.default)
     password = _read_password(args.password_stdin)
@@ -128,7 +138,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_set_plan(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     email = _email(args.email)
     plan = _check_plan(config, args.plan)
     with open_meta(config) as meta:
@@ -140,7 +150,7 @@ def run_set_plan(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     with open_meta(config) as meta, meta.read() as txn:
         users = accounts.all_users(txn)
         counts = {u.id: len(devices.list_devices(txn, u.id)) for u in users}
@@ -150,7 +160,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     email = _email(args.email)
     with open_meta(config) as meta, meta.read() as txn:
         user = accounts.find_by_email(txn, email)
@@ -160,6 +170,7 @@ def run_devices(args: argparse.Namespace) -> int:
     rows = [
         (
             d.id,
+            d.client_id,
             d.name,
             d.platform,
             d.model,
@@ -169,27 +180,32 @@ def run_devices(args: argparse.Namespace) -> int:
         )
         for d in found
     ]
-    _table(("ID", "NAME", "PLATFORM", "MODEL", "REGISTERED", "LAST ACTIVE", "SIGNED IN"), rows)
+    _table(("ID", "APP DEVICE ID", "NAME", "PLATFORM", "MODEL", "REGISTERED", "LAST ACTIVE", "SIGNED IN"), rows)
     return 0
 
 
 def run_remove_device(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     email = _email(args.email)
     with open_meta(config) as meta:
         with meta.read() as txn:
             user = accounts.find_by_email(txn, email)
         if user is None:
             raise CommandError(f"no account for {email}")
-        removed = meta.write_sync(lambda txn: devices.remove_device(txn, user.id, args.device_id))
+        removed = meta.write_sync(lambda txn: _remove_device(txn, user.id, args.device_id))
     if removed is None:
         raise CommandError(f"{email} has no device {args.device_id}")
     print(f"removed {removed.id} ({removed.name}); its tokens no longer work")
     return 0
 
 
+def _remove_device(txn: Txn, user_id: str, device_or_app_id: str) -> Device | None:
+    device = devices.find_device(txn, user_id, device_or_app_id)
+    return None if device is None else devices.remove_device(txn, user_id, device.id)
+
+
 def run_rotate(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _config(args)
     ring = KeyRing(config.data_path / "keys.json")
     kid = ring.rotate(time.time(), keep_retired_for=float(config.auth.access_token_ttl))
     print(f"new signing key {kid}; tokens signed with older keys stay valid until they expire")

@@ -50,6 +50,16 @@ def get_device(txn: Txn, user_id: str, device_id: str) -> Device | None:
     return txn.get(DEVICES, device_key(user_id, device_id))
 
 
+def find_device(txn: Txn, user_id: str, device_or_client_id: str) -> Device | None:
+    """The user's device with this node id (``device_…``) or, failing that, this client
+    ``deviceInfo.deviceId`` (the id the app knows)."""
+    device = get_device(txn, user_id, device_or_client_id)
+    if device is None:
+        known_id = txn.get_bytes("device_by_client_id", client_id_key(user_id, device_or_client_id))
+        device = get_device(txn, user_id, known_id.decode()) if known_id else None
+    return device
+
+
 def register_device(
     txn: Txn,
     *,
