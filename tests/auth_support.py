@@ -78,8 +78,7 @@ async def quiet_node(config: Config) -> AsyncIterator[VaultApp]:
     ``app.test_app()`` (which then fire at startup). This node runs without periodic tasks and
     with lifespan waits that have no deadline.
     """
-    app = create_app(config, clock=TrioClock())
-    app.node.background_tasks = list  # type: ignore[method-assign]
+    app = create_app(config, clock=TrioClock(), periodic=False)
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = math.inf
     async with TrioTestApp(app, startup_timeout=math.inf, shutdown_timeout=math.inf):  # type: ignore[arg-type]
         yield app

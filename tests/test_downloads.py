@@ -179,7 +179,8 @@ async def test_a_range_inside_a_large_corrupt_chunk_is_not_served(
 
 
 async def test_subfolders_are_listed_once_each_whatever_lies_below(app: Any) -> None:
-    from vault.files.service import ensure_folders, subfolders
+    from vault.files.changes import ensure_folders
+    from vault.files.queries import subfolders
 
     paths = ["/p/a", "/p/a b", "/p/a-x", "/p/a/deep/er", "/p/a/z", "/p/b/1/2/3", "/p/c", "/q/other"]
     await app.node.meta.write(lambda txn: [ensure_folders(txn, "user_x", p, 0.0) for p in paths])

@@ -10,7 +10,7 @@ import pytest
 from vault_backends.fs_backend import FsBackend
 
 from vault.chunks import ChunkId, ChunkStore
-from vault.chunks.refs import decref, incref
+from vault.chunks.refs import CANDIDATES_TABLE, decref, incref
 from vault.gc import collect_garbage
 from vault.meta import MetaStore
 
@@ -53,7 +53,7 @@ async def test_a_dry_run_deletes_and_records_nothing(stores: tuple[MetaStore, Ch
     assert (report.reclaimable, report.deleted) == (4, 0)
     assert await stored(chunks) == set(ids)
     with meta.read() as txn:
-        assert txn.count("gc_candidates") == 0
+        assert txn.count(CANDIDATES_TABLE) == 0
 
 
 async def test_grace_period_spares_young_garbage_and_late_references(
@@ -86,4 +86,4 @@ async def test_a_chunk_dropped_later_gets_a_fresh_grace_period(stores: tuple[Met
     final = await collect_garbage(meta, chunks, now=3 * HOUR, grace=HOUR, delete=True)
     assert final.deleted == 1
     with meta.read() as txn:
-        assert txn.count("gc_candidates") == 0
+        assert txn.count(CANDIDATES_TABLE) == 0

@@ -116,11 +116,11 @@ async def test_a_policy_installed_through_an_entry_point_is_used_by_the_node(
         response = await client.post(REGISTER, json=register_body("visitor@example.com", device_id="second"))
         assert response.status_code == 403
         assert (await response.get_json())["error"]["details"] == {"limit": 1, "plan": "guest"}
-        assert await app.node.storage_quota(guest["user"]["id"]) == 1234
+        assert await app.node.auth.storage_quota(guest["user"]["id"]) == 1234
         staff = await register(client, "boss@corp.example")
         for i in range(4):
             await register(client, "boss@corp.example", device_id=f"extra-{i}")
-        assert await app.node.storage_quota(staff["user"]["id"]) == 0
+        assert await app.node.auth.storage_quota(staff["user"]["id"]) == 0
 
 
 def test_an_unknown_policy_name_stops_the_node_with_the_alternatives(

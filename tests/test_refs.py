@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vault.chunks import ChunkId
-from vault.chunks.refs import decref, incref, is_referenced, refcount, referenced_ids
+from vault.chunks.refs import CANDIDATES_TABLE, REFS_TABLE, decref, incref, is_referenced, refcount, referenced_ids
 from vault.meta import MetaStore, Txn
 
 
@@ -37,14 +37,14 @@ async def test_counts_rise_and_fall_and_report_what_became_garbage(meta: MetaSto
         assert refcount(txn, a) == refcount(txn, b) == 0
         assert not is_referenced(txn, a)
         # No row is left at zero: "not in chunk_refs" is what unreferenced means to gc and fsck.
-        assert txn.get_bytes("chunk_refs", a) is None
+        assert txn.get_bytes(REFS_TABLE, a) is None
 
 
 async def test_count_is_stored_as_8_byte_big_endian(meta: MetaStore) -> None:
     chunk = new_id()
     await meta.write(lambda txn: incref(txn, [chunk] * 258))
     with meta.read() as txn:
-        assert txn.get_bytes("chunk_refs", chunk) == (258).to_bytes(8, "big")
+        assert txn.get_bytes(REFS_TABLE, chunk) == (258).to_bytes(8, "big")
 
 
 async def test_dropping_a_reference_never_taken_fails_and_changes_nothing(meta: MetaStore) -> None:
@@ -62,10 +62,10 @@ async def test_dropping_a_reference_never_taken_fails_and_changes_nothing(meta: 
 
 async def test_a_new_reference_cancels_a_pending_collection(meta: MetaStore) -> None:
     chunk = new_id()
-    await meta.write(lambda txn: txn.put_bytes("gc_candidates", chunk, b"\x00" * 8))
+    await meta.write(lambda txn: txn.put_bytes(CANDIDATES_TABLE, chunk, b"\x00" * 8))
     await meta.write(lambda txn: incref(txn, [chunk]))
     with meta.read() as txn:
-        assert txn.get_bytes("gc_candidates", chunk) is None
+        assert txn.get_bytes(CANDIDATES_TABLE, chunk) is None
 
 
 async def test_referenced_ids_pages_in_order(meta: MetaStore) -> None:

@@ -4,6 +4,7 @@
 
     VaultError                      code, HTTP status, message, details
     ├── ValidationError             VALIDATION_ERROR       400
+    │   └── BodyStalled             VALIDATION_ERROR       400  (a request body stopped arriving)
     ├── InvalidCredentials          INVALID_CREDENTIALS    401
     ├── Unauthorized                UNAUTHORIZED           401
     ├── TokenExpired                TOKEN_EXPIRED          401
@@ -21,10 +22,12 @@
     ├── ChecksumMismatch            CHECKSUM_MISMATCH      422
     ├── RateLimitExceeded           RATE_LIMIT_EXCEEDED    429  (Retry-After)
     ├── ServiceUnavailable          SERVICE_UNAVAILABLE    503
+    │   └── ContentReclaimed        SERVICE_UNAVAILABLE    503  (Retry-After; gc took a piece: send it again)
     ├── StorageQuotaExceeded        STORAGE_QUOTA_EXCEEDED 507
     └── InternalError               INTERNAL_ERROR         500
 
-Services raise these; ``vault.api.envelope`` turns them into responses. Lower-layer errors (LMDB,
+Services raise these; ``vault.api.error_mapping`` turns them (and anything else) into responses, once,
+for the Quart routes, the raw streaming routes and tus alike. Lower-layer errors (LMDB,
 OS, msgspec) are translated at the boundary where they occur, never leaked to clients.
 """
 
@@ -55,6 +58,12 @@ class VaultError(Exception):
 
 class ValidationError(VaultError):
     code, status, default_message = "VALIDATION_ERROR", 400, "Invalid request"
+
+
+class BodyStalled(ValidationError):
+    """A request body stopped arriving (or arrived too slowly) before it was complete."""
+
+    default_message = "Request body was not received in time"
 
 
 class InvalidCredentials(VaultError):
@@ -127,6 +136,16 @@ class RateLimitExceeded(VaultError):
 
 class ServiceUnavailable(VaultError):
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service unavailable"
+
+
+class ContentReclaimed(ServiceUnavailable):
+    """Garbage collection removed content an upload was just taking a reference on; the client
+    sends that piece again (the upload itself is intact)."""
+
+    default_message = "The node was reclaiming this content at the same moment; send it again"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class StorageQuotaExceeded(VaultError):

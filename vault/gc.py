@@ -20,11 +20,11 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import msgspec
-import trio
 
 from vault.chunks import ChunkId, ChunkStore
 from vault.chunks.refs import CANDIDATES_TABLE, is_referenced
 from vault.meta import MetaStore, Txn
+from vault.offload import Offload
 
 _SINCE = struct.Struct(">d")
 BATCH = 1000
@@ -51,10 +51,12 @@ async def collect_garbage(
     delete: bool = False,
     guard: AbstractAsyncContextManager[object] | None = None,
     batch: int = BATCH,
+    offload: Offload | None = None,
 ) -> GcReport:
     """One pass over the chunk store; deletes only with ``delete``, and never writes otherwise
     unless ``grace`` > 0 (then unreferenced chunks are marked as candidates)."""
     report = GcReport()
+    offload = offload or Offload()
     cursor: ChunkId | None = None
     while True:
         ids = await chunks.backend.list_ids(cursor, batch)
@@ -62,7 +64,7 @@ async def collect_garbage(
             break
         cursor = ids[-1]
         report.scanned += len(ids)
-        unreferenced, since = await trio.to_thread.run_sync(_unreferenced, meta, ids)
+        unreferenced, since = await offload.run(_unreferenced, meta, ids)
         report.unreferenced += len(unreferenced)
         if grace > 0:
             fresh = [c for c in unreferenced if c not in since]
@@ -82,7 +84,7 @@ async def collect_garbage(
         if len(ids) < batch:
             break
     if grace > 0 or delete:
-        await _forget_vanished(meta, chunks, batch)
+        await _forget_vanished(meta, chunks, batch, offload)
     return report
 
 
@@ -126,11 +128,11 @@ def _confirmer(ids: list[ChunkId], now: float, grace: float) -> Callable[[Txn], 
     return confirm
 
 
-async def _forget_vanished(meta: MetaStore, chunks: ChunkStore, batch: int) -> None:
+async def _forget_vanished(meta: MetaStore, chunks: ChunkStore, batch: int, offload: Offload) -> None:
     """Drop candidate records of chunks no longer stored (deleted by an earlier pass or by hand)."""
     start: bytes | None = None
     while True:
-        keys = await trio.to_thread.run_sync(_candidate_keys, meta, start, batch)
+        keys = await offload.run(_candidate_keys, meta, start, batch)
         if not keys:
             return
         present = await chunks.has_many(keys)
@@ -150,7 +152,7 @@ async def _forget_vanished(meta: MetaStore, chunks: ChunkStore, batch: int) -> N
 def _candidate_keys(meta: MetaStore, start: bytes | None, limit: int) -> list[ChunkId]:
     keys: list[ChunkId] = []
     with meta.read() as txn:
-        for key, _ in txn.scan_bytes(CANDIDATES_TABLE, start=start):
+        for key in txn.keys(CANDIDATES_TABLE, start=start):
             keys.append(ChunkId(key))
             if len(keys) >= limit:
                 break

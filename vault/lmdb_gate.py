@@ -44,8 +44,20 @@ class ReadGate:
                 self._resizing = False
                 self._cond.notify_all()
 
+    def try_shared(self) -> bool:
+        """Take a shared hold only if that needs no wait (release it with ``release_shared``).
+
+        The lock itself is only ever held for a few instructions, so acquiring it here does not
+        wait on anything slow; what can take long (a resize waiting for readers) is refused."""
+        with self._cond:
+            if self._resizing:
+                return False
+            self._readers += 1
+            return True
+
     def release_shared(self) -> None:
-        """Leave a shared hold taken with ``shared()`` early (paired with ``reacquire_shared``)."""
+        """Leave a shared hold (taken with ``try_shared``/``reacquire_shared``, or one taken with
+        ``shared()`` left early and later taken back with ``reacquire_shared``)."""
         with self._cond:
             self._readers -= 1
             if not self._readers:

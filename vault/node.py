@@ -1,15 +1,18 @@
-"""The node: configuration, stores and services, built once per app (no module globals)."""
+"""The node: configuration, stores and services, composed once per app (no module globals).
+
+This is the one place that knows every part. Services are handed exactly what they use and never
+see the node; HTTP handlers reach the services through it (``Ctx.node``).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from vault.auth.service import AuthService
+from vault.background import BackgroundTasks
 from vault.chunks import ChunkStore
 from vault.chunks.loading import make_backend
 from vault.chunks.refguard import RefGuard
@@ -18,38 +21,64 @@ from vault.config import Config
 from vault.datadir_lock import NodeLock
 from vault.devices.activity import ActivityTracker
 from vault.devices.service import DeviceService
+from vault.files.changes import FileChanges
+from vault.files.feed import ChangeFeed
 from vault.gc import collect_garbage
-from vault.meta import MetaStore
+from vault.meta import META, MetaStore
+from vault.meta_upgrades import UPGRADES
 from vault.metrics import Metrics
+from vault.notifications.upload_outcomes import record_upload_outcome
+from vault.offload import Offload
 from vault.policies import PlanPolicy, load_policy
 from vault.principal import Principal
-from vault.tus.sessions import TusUploads
-from vault.uploads.notify import record_upload_outcome
+from vault.tus.service import TusService
+from vault.uploads.intake import PieceIntake
 from vault.uploads.service import UploadService
 
 log = logging.getLogger(__name__)
 
 
-class Node:
-    """Everything one running node owns. Services hang off it; HTTP handlers reach it via ``Ctx``."""
+def metadata_store(data_dir: Path) -> MetaStore:
+    """The metadata store of a data directory, able to upgrade an older schema."""
+    return MetaStore(Path(data_dir) / "meta", upgrades=UPGRADES)
 
-    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+
+class Node:
+    """Everything one running node owns."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, periodic: bool = True) -> None:
         self.config = config
+        # Periodic work off (``periodic=False``) for tests whose fake clock would leap to its timers.
+        self._periodic = periodic
         self.clock = clock or Clock()
         self.data_dir = Path(config.storage.data_dir)
         self.node_lock = NodeLock(self.data_dir)
-        self.meta = MetaStore(self.data_dir / "meta")
-        self.chunks = ChunkStore(make_backend(config))
+        self.offload = Offload()
+        self.meta = metadata_store(self.data_dir)
+        self.chunks = ChunkStore(make_backend(config), offload=self.offload)
         self.metrics = Metrics()
-        self._background: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
+        self.background = BackgroundTasks()
         self.policy: PlanPolicy = load_policy(config)
         self.activity = ActivityTracker()
         self.auth = AuthService(config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity)
         self.devices = DeviceService(self.meta, self.clock, self.activity)
-        self.uploads = UploadService(self, self.storage_quota, record_upload_outcome)
-        self.tus = TusUploads(self.uploads)
         self.ref_guard = RefGuard()
+        self.feed = ChangeFeed()
+        self.changes = FileChanges(self.meta, self.feed)
+        self.uploads = UploadService(
+            meta=self.meta,
+            chunks=self.chunks,
+            intake=PieceIntake(self.meta, self.chunks, self.ref_guard),
+            changes=self.changes,
+            clock=self.clock,
+            config=config.uploads,
+            quota_of=self.auth.storage_quota,
+            spawn=self.background.spawn,
+            offload=self.offload,
+            metrics=self.metrics,
+            on_outcome=record_upload_outcome,
+        )
+        self.tus = TusService(self.uploads)
 
     async def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,34 +88,17 @@ class Node:
         await self.auth.open()
         await self.chunks.open()
 
+    async def run_background(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Periodic work (expiry, GC) and spawned work, until ``close``; start with ``nursery.start``."""
+        await self.background.run([self._collect_periodically] if self._periodic else [], task_status=task_status)
+
     async def close(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
+        """Stop the background tasks and wait for them, then close the stores (which wait for any
+        read still open in a worker thread), then let go of the data directory."""
+        await self.background.close()
         await self.chunks.close()
         await self.meta.close()
         await trio.to_thread.run_sync(self.node_lock.release)
-
-    async def run_background(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Periodic work (GC, push delivery) in a nursery the node owns; cancelled by ``close``."""
-        with trio.CancelScope() as scope:
-            self._background = scope
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                for task in self.background_tasks():
-                    nursery.start_soon(task)
-                task_status.started()
-                await trio.sleep_forever()
-
-    def spawn(self, fn: Callable[[], Awaitable[None]]) -> bool:
-        """Run ``fn`` in the node's own nursery; False (not run) before the node serves."""
-        if self._nursery is None:
-            return False
-        self._nursery.start_soon(fn)
-        return True
-
-    def background_tasks(self) -> list[Any]:
-        """Coroutine functions to run for the node's lifetime."""
-        return [self._collect_periodically]
 
     async def _collect_periodically(self) -> None:
         interval = max(1.0, float(self.config.uploads.gc_interval))
@@ -109,13 +121,10 @@ class Node:
             grace=max(1.0, float(self.config.uploads.gc_grace)),
             delete=True,
             guard=self.ref_guard.sweeping,
+            offload=self.offload,
         )
         if report.deleted:
             log.info("reclaimed %d chunk(s), %d bytes", report.deleted, report.deleted_bytes)
-
-    async def storage_quota(self, user_id: str) -> int:
-        """Bytes the user may store (0 = unlimited), from the plan policy."""
-        return await self.auth.storage_quota(user_id)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The caller of a bearer-authenticated route (``vault.auth.service``)."""
@@ -124,7 +133,8 @@ class Node:
     async def health(self) -> str | None:
         """``None`` when healthy, otherwise a short reason the stores cannot be read."""
         try:
-            self.meta.schema_version()
+            async with self.meta.snapshot() as txn:
+                txn.get_bytes(META, b"schema_version")
         except Exception:
             log.exception("health: metadata store unreadable")
             return "metadata store cannot be read"

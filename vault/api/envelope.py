@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 from typing import Any, TypeVar
@@ -12,13 +11,12 @@ from quart import Response, g, request
 
 from vault import errors
 from vault.api.compression import json_bytes_response
-
-log = logging.getLogger("vault.api")
+from vault.api.error_mapping import error_parts
+from vault.api.json_codec import encode_json
 
 S = TypeVar("S")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_encoder = msgspec.json.Encoder()
 
 
 def choose_request_id(incoming: str | None) -> str:
@@ -28,41 +26,28 @@ def choose_request_id(incoming: str | None) -> str:
     return "req_" + secrets.token_hex(12)
 
 
-def encode_json(body: Any) -> bytes:
-    return _encoder.encode(body)
-
-
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return json_bytes_response(encode_json(body), status, headers)
 
 
-def ok(data: Any = None, status: int = 200, **top: Any) -> Response:
-    """Success: ``{"success": true, "data": data}``; ``top`` fields go beside ``data`` (or replace
-    it when ``data`` is None, as ``register``/``refresh`` answer)."""
+def success_body(data: Any = None, **top: Any) -> dict[str, Any]:
+    """``{"success": true, "data": data}``; ``top`` fields go beside ``data`` (or replace it when
+    ``data`` is None, as ``register``/``refresh`` answer)."""
     body: dict[str, Any] = {"success": True}
     if data is not None:
         body["data"] = data
     body.update(top)
-    return json_response(body, status)
+    return body
 
 
-def error_body(exc: errors.VaultError, request_id: str) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": exc.code, "message": exc.message, "requestId": request_id}
-    if exc.details:
-        error["details"] = exc.details
-    return {"success": False, "error": error}
+def ok(data: Any = None, status: int = 200, **top: Any) -> Response:
+    """A success response (small bodies; the router sends route results, of any size)."""
+    return json_response(success_body(data, **top), status)
 
 
 def error_response(exc: errors.VaultError, request_id: str) -> Response:
-    if isinstance(exc, errors.InternalError):
-        # The body carries only what a client can act on: the id to quote in a bug report.
-        body: dict[str, Any] = {
-            "success": False,
-            "error": {"code": exc.code, "message": exc.message, "requestId": request_id},
-        }
-    else:
-        body = error_body(exc, request_id)
-    return json_response(body, exc.status, headers=exc.headers)
+    status, body, headers = error_parts(exc, request_id)
+    return json_bytes_response(body, status, dict(headers))
 
 
 def current_request_id() -> str:

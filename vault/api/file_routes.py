@@ -15,25 +15,27 @@ from quart import Response
 from vault import errors
 from vault.api.routing import ApiRouter, Ctx
 from vault.chunks import ChunkCorrupt, ChunkMissing
-from vault.files import service as files
+from vault.files import queries as files
 from vault.files.download import stream_range
 from vault.files.paths import normalize_folder, servable_mime
 from vault.files.ranges import Unsatisfiable, parse_range
 from vault.files.records import FileEntry, FileRecord, file_entry
+from vault.meta import MetaStore
+from vault.wire import WireAnswer
 
 log = logging.getLogger("vault.api")
 router = ApiRouter("files")
 
 
-class FolderListing(msgspec.Struct, omit_defaults=True):
+class FolderListing(WireAnswer, omit_defaults=True):
     folder: str
     files: list[FileEntry]
     folders: list[str]
-    hasMore: bool = False
-    nextCursor: str | None = None
+    has_more: bool = False
+    next_cursor: str | None = None
 
 
-class FileResponse(msgspec.Struct):
+class FileResponse(WireAnswer):
     file: FileEntry
 
 
@@ -66,26 +68,28 @@ async def list_files(ctx: Ctx) -> FolderListing:
     """Files (by name, a page at a time) and subfolders of a folder."""
     folder = normalize_folder(ctx.request.args.get("folder", "/"))
     limit, after = _page_args(ctx)
-    with ctx.node.meta.read() as txn:
-        records, folders, more = files.list_folder(txn, ctx.principal.user_id, folder, after=after, limit=limit)
+    # Up to 5,000 records to read and decode: a scan, so in a worker thread (vault.offload).
+    return await ctx.node.offload.run(_listing, ctx.node.meta, ctx.principal.user_id, folder, after, limit)
+
+
+def _listing(meta: MetaStore, user_id: str, folder: str, after: str | None, limit: int) -> FolderListing:
+    with meta.read() as txn:
+        records, folders, more = files.list_folder(txn, user_id, folder, after=after, limit=limit)
     return FolderListing(
         folder=folder,
         files=[file_entry(r) for r in records],
         folders=sorted(folders),
-        hasMore=more is not None,
-        nextCursor=base64.urlsafe_b64encode(more.encode()).decode().rstrip("=") if more is not None else None,
+        has_more=more is not None,
+        next_cursor=base64.urlsafe_b64encode(more.encode()).decode().rstrip("=") if more is not None else None,
     )
 
 
 @router.get("/files/<file_id>", response=FileResponse)
 async def get_file(ctx: Ctx, file_id: str) -> FileResponse:
     """One file's entry."""
-    return FileResponse(file=file_entry(_readable(ctx, file_id)))
-
-
-def _readable(ctx: Ctx, file_id: str) -> FileRecord:
-    with ctx.node.meta.read() as txn:
-        return files.readable_file(txn, ctx.principal.user_id, file_id)
+    async with ctx.node.meta.snapshot() as txn:
+        record = files.readable_file(txn, ctx.principal.user_id, file_id)
+    return FileResponse(file=file_entry(record))
 
 
 def _etag(record: FileRecord) -> str:
@@ -108,7 +112,9 @@ def _disposition(name: str) -> str:
 @router.route("GET", "/files/<file_id>/content")
 async def content(ctx: Ctx, file_id: str) -> Response:
     """The file's bytes: single ranges (206/416), ETag, If-None-Match (304), HEAD."""
-    record = _readable(ctx, file_id)
+    async with ctx.node.meta.snapshot() as txn:
+        record = files.readable_file(txn, ctx.principal.user_id, file_id)
+        manifest = files.manifest(txn, record)
     etag = _etag(record)
     headers = {
         "ETag": etag,
@@ -139,7 +145,7 @@ async def content(ctx: Ctx, file_id: str) -> Response:
         response = Response(b"", status=status, headers=headers)
         response.headers["Content-Length"] = str(length)
         return response
-    body = stream_range(ctx.node.chunks, record, start, end)
+    body = stream_range(ctx.node.chunks, manifest, start, end)
     try:
         first = await body.__anext__()
     except (ChunkCorrupt, ChunkMissing):

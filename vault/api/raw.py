@@ -9,7 +9,6 @@ with the Quart routes.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -19,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from vault import errors
-from vault.api.envelope import choose_request_id, encode_json, error_body
+from vault.api.envelope import choose_request_id
+from vault.api.error_mapping import as_vault_error, error_parts
+from vault.api.json_codec import encode_json
+from vault.api.origin import public_origin
+from vault.api.request_log import CLIENT_GONE, log_request
 
 if TYPE_CHECKING:
     from vault.node import Node
-
-log = logging.getLogger("vault.api")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -80,7 +81,7 @@ class RawRequest:
             with trio.move_on_after(max(0.0, wait)) as scope:
                 message = await self._receive()
             if scope.cancelled_caught:
-                raise errors.ValidationError(
+                raise errors.BodyStalled(
                     f"request body stalled for more than {timeout:g}s"
                     if wait >= timeout
                     else "request body arrived too slowly"
@@ -91,6 +92,17 @@ class RawRequest:
             self._body_done = not message.get("more_body", False)
             if data:
                 yield data
+
+    @property
+    def origin(self) -> str:
+        """Base for absolute URLs in answers (``[server] public_url`` or this request's origin)."""
+        server = self.scope.get("server")
+        return public_origin(
+            self.node.config.server.public_url,
+            self.scope.get("scheme", "http"),
+            self.header("host"),
+            tuple(server) if server else None,  # type: ignore[arg-type]
+        )
 
     async def drain(self, limit: int = 1 << 20) -> None:
         """Read and drop a small leftover body so the connection can be reused."""
@@ -142,20 +154,26 @@ async def serve_raw(
     try:
         response = await route.handler(req)
     except ClientDisconnected:
-        node.metrics.observe(req.method, route.pattern, 499, time.perf_counter() - started)
+        log_request(
+            node.metrics,
+            request_id=req.request_id,
+            method=req.method,
+            route=route.pattern,
+            status=CLIENT_GONE,
+            seconds=time.perf_counter() - started,
+        )
         return
-    except errors.VaultError as exc:
-        response = json_raw(exc.status, error_body(exc, req.request_id), exc.headers.items())
-        # Read what is left of a rejected body (within reason) so the client, still sending,
-        # gets to read the error instead of a reset connection.
-        try:
-            with trio.move_on_after(5):
-                await req.drain(_DRAIN_LIMIT)
-        except (errors.VaultError, ClientDisconnected):
-            pass
-    except Exception:
-        log.exception("unhandled error in %s %s", req.method, route.pattern, extra={"request_id": req.request_id})
-        response = json_raw(500, error_body(errors.InternalError(), req.request_id))
+    except Exception as exc:
+        error = as_vault_error(exc, request_id=req.request_id, where=f"{req.method} {route.pattern}")
+        response = error_raw(error, req.request_id)
+        if not isinstance(error, errors.InternalError):
+            # Read what is left of a rejected body (within reason) so the client, still sending,
+            # gets to read the error instead of a reset connection.
+            try:
+                with trio.move_on_after(5):
+                    await req.drain(_DRAIN_LIMIT)
+            except (errors.VaultError, ClientDisconnected):
+                pass
     headers = [*response.headers, ("x-request-id", req.request_id)]
     if not any(k.lower() == "content-length" for k, _ in headers):
         headers.append(("content-length", str(len(response.body))))
@@ -167,15 +185,19 @@ async def serve_raw(
         }
     )
     await send({"type": "http.response.body", "body": response.body, "more_body": False})
-    elapsed = time.perf_counter() - started
-    node.metrics.observe(req.method, route.pattern, response.status, elapsed)
-    log.info(
-        "request",
-        extra={
-            "request_id": req.request_id,
-            "method": req.method,
-            "route": route.pattern,
-            "status": response.status,
-            "duration_ms": round(elapsed * 1000, 2),
-        },
+    log_request(
+        node.metrics,
+        request_id=req.request_id,
+        method=req.method,
+        route=route.pattern,
+        status=response.status,
+        seconds=time.perf_counter() - started,
     )
+
+
+def error_raw(
+    error: errors.VaultError, request_id: str, *, status: int | None = None, headers: Iterable[tuple[str, str]] = ()
+) -> RawResponse:
+    """The error envelope as a raw response (``status``/``headers``: a protocol's own, as tus's)."""
+    code, body, extra = error_parts(error, request_id, status=status)
+    return RawResponse(code, [("content-type", "application/json"), *headers, *extra], body)

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Request, Response, current_app, request
 
-from vault.api.envelope import body_as, current_request_id, ok
+from vault.api.compression import json_bytes_response_offloaded
+from vault.api.envelope import body_as, current_request_id, success_body
+from vault.api.json_codec import encode_json
+from vault.api.origin import public_origin
 from vault.principal import Principal
 
 if TYPE_CHECKING:
@@ -30,6 +33,11 @@ class Ctx:
     request: Request
     request_id: str
     principal_or_none: Principal | None = None
+
+    @property
+    def origin(self) -> str:
+        """Base for absolute URLs in answers (``[server] public_url`` or this request's origin)."""
+        return public_origin(self.node.config.server.public_url, self.request.scheme, self.request.host)
 
     @property
     def principal(self) -> Principal:
@@ -96,7 +104,8 @@ class ApiRouter:
                     result = await handler(ctx, **params)
                 if isinstance(result, Response):
                     return result
-                return ok(result, status=status)
+                data = encode_json(success_body(result))
+                return await json_bytes_response_offloaded(data, node.offload, status)
 
             endpoint.__name__ = f"{method.lower()}_{handler.__name__}"
             self.blueprint.add_url_rule(path, view_func=endpoint, methods=[method])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vault.api.routing import ApiRouter, Ctx
 from vault.files.records import file_entry
-from vault.uploads.api_types import (
+from vault.uploads.wire import (
     AbortResponse,
     CompleteRequest,
     CompleteResponse,
@@ -17,25 +17,17 @@ from vault.uploads.api_types import (
 router = ApiRouter("uploads")
 
 
-def base_url(ctx: Ctx) -> str:
-    """Where clients reach this node: ``[server] public_url``, else the request's own origin."""
-    configured = ctx.node.config.server.public_url.rstrip("/")
-    if configured:
-        return configured
-    return f"{ctx.request.scheme}://{ctx.request.host}"
-
-
 @router.post("/upload/init", body=InitRequest, response=InitResponse)
 async def init(ctx: Ctx, body: InitRequest) -> InitResponse:
     """Plan chunked uploads for one or more files."""
     p = ctx.principal
-    return await ctx.node.uploads.init(p.user_id, p.device_id, body, base_url(ctx))
+    return await ctx.node.uploads.init(p.user_id, p.device_id, body, ctx.origin)
 
 
 @router.post("/upload/progress", body=ProgressRequest, response=UploadState)
 async def progress(ctx: Ctx, body: ProgressRequest) -> UploadState:
     """The node's own view of an upload: which chunks it holds and which are missing."""
-    return await ctx.node.uploads.state(ctx.principal.user_id, body.uploadId)
+    return await ctx.node.uploads.state(ctx.principal.user_id, body.upload_id)
 
 
 @router.get("/upload/<upload_id>", response=UploadState)
@@ -47,7 +39,7 @@ async def state(ctx: Ctx, upload_id: str) -> UploadState:
 @router.post("/upload/complete", body=CompleteRequest, response=CompleteResponse)
 async def complete(ctx: Ctx, body: CompleteRequest) -> CompleteResponse:
     """Verify every chunk and the whole-file checksum, then create the file."""
-    record = await ctx.node.uploads.complete(ctx.principal.user_id, body.uploadId, body.checksum, body.metadata)
+    record = await ctx.node.uploads.complete(ctx.principal.user_id, body.upload_id, body.checksum, body.metadata)
     return CompleteResponse(file=file_entry(record))
 
 
@@ -55,4 +47,4 @@ async def complete(ctx: Ctx, body: CompleteRequest) -> CompleteResponse:
 async def abort(ctx: Ctx, upload_id: str) -> AbortResponse:
     """Abort an upload and release what it holds."""
     upload = await ctx.node.uploads.abort(ctx.principal.user_id, upload_id)
-    return AbortResponse(uploadId=upload.id, status=upload.status)
+    return AbortResponse(upload_id=upload.id, status=upload.status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from vault import errors
-from vault.auth.records import USERS, User, email_key, user_key
+from vault.auth.records import USERS, USERS_BY_EMAIL, User, email_key, user_key
 from vault.ids import new_id
 from vault.meta import Txn
 
@@ -22,7 +22,7 @@ def normalise_email(email: str, field: str = "email") -> str:
 
 
 def find_by_email(txn: Txn, email: str) -> User | None:
-    user_id = txn.get_bytes("users_by_email", email_key(email))
+    user_id = txn.get_bytes(USERS_BY_EMAIL, email_key(email))
     return None if user_id is None else txn.get(USERS, user_id)
 
 
@@ -44,7 +44,7 @@ def create_user(txn: Txn, *, email: str, name: str, password_hash: str, plan: st
         created_at=now,
     )
     txn.put(USERS, user_key(user.id), user)
-    txn.put_bytes("users_by_email", email_key(email), user.id.encode())
+    txn.put_bytes(USERS_BY_EMAIL, email_key(email), user.id.encode())
     return user
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from vault.meta import Table
+from vault.meta import RawTable, Table
 from vault.policies import Account
 
 
@@ -51,6 +51,7 @@ class RefreshToken(msgspec.Struct, kw_only=True):
 
 
 USERS = Table("users", User)
+USERS_BY_EMAIL = RawTable("users_by_email")  # normalised email -> user id
 REFRESH_TOKENS = Table("refresh_tokens", RefreshToken)
 
 

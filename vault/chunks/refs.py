@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 from vault.chunks.ids import ChunkId
-from vault.meta import Txn
+from vault.meta import RawTable, Txn
 
-REFS_TABLE = "chunk_refs"
+REFS_TABLE = RawTable("chunk_refs")
 # Unreferenced chunks seen by the collector, with when (``vault.gc``); a new reference clears it.
-CANDIDATES_TABLE = "gc_candidates"
+CANDIDATES_TABLE = RawTable("gc_candidates")
 _COUNT_SIZE = 8
 
 
@@ -65,7 +65,7 @@ def decref(txn: Txn, chunk_ids: Iterable[ChunkId]) -> list[ChunkId]:
 def referenced_ids(txn: Txn, *, after: ChunkId | None = None, limit: int = 1000) -> list[ChunkId]:
     """Up to ``limit`` referenced chunk ids in ascending order, strictly after ``after``."""
     ids: list[ChunkId] = []
-    for key, _ in txn.scan_bytes(REFS_TABLE, start=after):
+    for key in txn.keys(REFS_TABLE, start=after):
         if after is not None and key <= after:
             continue
         ids.append(ChunkId(key))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from vault.devices.settings import DeviceSettings
-from vault.meta import Table
+from vault.meta import RawTable, Table
 
 
 class DeviceInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -38,6 +38,7 @@ class Device(msgspec.Struct, kw_only=True):
 
 
 DEVICES = Table("devices", Device)
+DEVICE_BY_CLIENT_ID = RawTable("device_by_client_id")  # user/app deviceId -> device id
 
 
 def device_key(user_id: str, device_id: str) -> bytes:

@@ -9,16 +9,16 @@ from vault.chunks import ChunkStore
 from vault.chunks.ids import ChunkId
 from vault.chunks.store import VERIFY_WHOLE_LIMIT
 from vault.files.ranges import slices
-from vault.files.records import FileRecord
+from vault.files.records import Manifest
 
 log = logging.getLogger(__name__)
 
 
-async def stream_range(store: ChunkStore, record: FileRecord, start: int, end: int) -> AsyncIterator[bytes]:
-    """Bytes ``start..end`` (inclusive) of ``record``; raises ``ChunkCorrupt``/``ChunkMissing``
+async def stream_range(store: ChunkStore, manifest: Manifest, start: int, end: int) -> AsyncIterator[bytes]:
+    """Bytes ``start..end`` (inclusive) of a file's content; raises ``ChunkCorrupt``/``ChunkMissing``
     from the store as soon as a chunk fails verification, which ends the response early."""
-    for position, offset, length in slices(record.chunks, start, end):
-        chunk = record.chunks[position]
+    for position, offset, length in slices(manifest.chunks, start, end):
+        chunk = manifest.chunks[position]
         if chunk.size > VERIFY_WHOLE_LIMIT and offset + length < chunk.size:
             # A large chunk is verified as its last piece is read; a range that stops before
             # that point would never reach the check, so verify the whole chunk first.

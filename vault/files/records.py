@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 
 from vault.clock import rfc3339
-from vault.meta import Table
+from vault.meta import RawTable, Table
+from vault.wire import WireAnswer
 
 
 class ChunkRef(msgspec.Struct, array_like=True, frozen=True):
@@ -18,7 +19,8 @@ class ChunkRef(msgspec.Struct, array_like=True, frozen=True):
 
 
 class FileRecord(msgspec.Struct, kw_only=True):
-    """A file is a manifest: ordered chunks plus what the client told us about it."""
+    """What a file is, as listings and sync show it; its content is the ``Manifest`` beside it,
+    kept in a table of its own so that listing thousands of files never decodes their chunks."""
 
     id: str
     user_id: str
@@ -28,7 +30,6 @@ class FileRecord(msgspec.Struct, kw_only=True):
     mime_type: str
     blake3: str  # hex of the whole-file BLAKE3
     sha256: str | None = None  # hex, when the client declared one
-    chunks: list[ChunkRef] = msgspec.field(default_factory=list)
     version: int = 1
     created_at: float
     modified_at: float  # the client's lastModified / capturedAt when given, else server time
@@ -37,26 +38,35 @@ class FileRecord(msgspec.Struct, kw_only=True):
     deleted_at: float | None = None
 
 
+class Manifest(msgspec.Struct, array_like=True):
+    """A file's content: its chunks in order (only readers of content decode this)."""
+
+    chunks: list[ChunkRef]
+
+
 class FolderRecord(msgspec.Struct, kw_only=True):
     created_at: float
 
 
-class FileEntry(msgspec.Struct):
+class FileEntry(WireAnswer):
     """A file as every endpoint shows it."""
 
     id: str
     name: str
     folder: str
     size: int
-    mimeType: str
-    modifiedAt: str
+    mime_type: str
+    modified_at: str
     checksum: str
     version: int
     sha256: str | None = None
 
 
 FILES = Table("files", FileRecord)
+MANIFESTS = Table("manifests", Manifest)
 FOLDERS = Table("folders", FolderRecord)
+FILES_BY_PATH = RawTable("files_by_path")  # user/folder/name -> file id
+CONTENT_BY_HASH = RawTable("content_by_hash")  # user/algo:hex -> file id (dedup is per user)
 
 
 def file_entry(record: FileRecord) -> FileEntry:
@@ -65,8 +75,8 @@ def file_entry(record: FileRecord) -> FileEntry:
         name=record.name,
         folder=record.folder,
         size=record.size,
-        mimeType=record.mime_type,
-        modifiedAt=rfc3339(record.modified_at),
+        mime_type=record.mime_type,
+        modified_at=rfc3339(record.modified_at),
         checksum=f"blake3:{record.blake3}",
         version=record.version,
         sha256=f"sha256:{record.sha256}" if record.sha256 else None,

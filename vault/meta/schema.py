@@ -1,16 +1,16 @@
 """The metadata schema: every named LMDB sub-database the node uses, and the schema version.
 
 A change to a record layout that old data cannot decode bumps ``SCHEMA_VERSION`` and adds a step
-to ``MIGRATIONS``; ``MetaStore.open`` runs the steps in order inside one write transaction.
+to ``vault.meta_upgrades.UPGRADES``; ``MetaStore.open`` runs the steps in order inside one write
+transaction.
+
+2: file manifests moved out of file records into ``manifests``; journal entries carry what a
+   syncing client needs (version, path, checksum, size, device).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import lmdb
-
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLE_NAMES: tuple[str, ...] = (
     "meta",  # node-wide facts: schema version, node id
@@ -21,6 +21,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "refresh_tokens",  # token hash -> RefreshToken
     "notifications",  # user_id/ts/id -> Notification
     "files",  # file_id -> FileRecord
+    "manifests",  # file_id -> Manifest (the file's chunks; read only to serve or check content)
     "files_by_path",  # user_id/folder/name -> file_id
     "folders",  # user_id/folder -> Folder
     "content_by_hash",  # user_id/blake3 -> file_id (dedup per user)
@@ -31,6 +32,3 @@ TABLE_NAMES: tuple[str, ...] = (
     "journal",  # user_id/seq -> JournalEntry
     "usage",  # user_id -> Usage
 )
-
-# version -> step that upgrades the database from that version to the next one.
-MIGRATIONS: dict[int, Callable[[lmdb.Transaction], None]] = {}

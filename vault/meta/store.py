@@ -1,9 +1,14 @@
 """A small typed API over LMDB named sub-databases.
 
-Reads run inline on the caller's thread: they are memory-mapped lookups of small records that
-cost microseconds, less than a thread hand-off. Writes go through ``vault.lmdb_writer``: one
-writer thread groups queued writes into one durable commit, each in its own nested transaction so
-one failing write does not undo its neighbours. A write returns only after LMDB synced it.
+Every table is reached through a handle declared once (``Table`` for msgpack records of one type,
+``RawTable`` for bytes), and a handle can only name a table declared in ``vault.meta.schema``.
+
+Reads on the event loop (``snapshot``) run inline: memory-mapped lookups of small records cost
+microseconds, less than a thread hand-off. They never wait on a thread lock: while the map is
+being grown, the wait happens in a worker thread. Scans and other long reads run in worker threads
+(``read``). Writes go through ``vault.lmdb_writer``: one writer thread groups queued writes into
+one durable commit, each in its own nested transaction so one failing write does not undo its
+neighbours. A write returns only after LMDB synced it. ``close`` waits for reads still open.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -22,7 +27,7 @@ import trio
 
 from vault.lmdb_gate import ReadGate
 from vault.lmdb_writer import LmdbWriter
-from vault.meta.schema import MIGRATIONS, SCHEMA_VERSION, TABLE_NAMES
+from vault.meta.schema import SCHEMA_VERSION, TABLE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +41,33 @@ class MetaStoreError(Exception):
     """The metadata store cannot be opened or is of a newer schema."""
 
 
+# version -> the step that upgrades a database from that version to the next, inside the opening
+# write transaction. The steps know the records of the layers above, so they are handed in
+# (``vault.meta_upgrades.UPGRADES``) rather than imported here.
+Upgrades = Mapping[int, Callable[["Txn"], None]]
+
+
+def _declared(name: str) -> str:
+    if name not in TABLE_NAMES:
+        raise ValueError(f"table {name!r} is not declared in vault.meta.schema")
+    return name
+
+
+class RawTable:
+    """A named sub-database of raw byte values (indexes, counters)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = _declared(name)
+
+    def __repr__(self) -> str:
+        return f"RawTable({self.name!r})"
+
+
 class Table(Generic[R]):
     """A named sub-database whose values are msgpack-encoded records of one type."""
 
     def __init__(self, name: str, record: type[R]) -> None:
-        if name not in TABLE_NAMES:
-            raise ValueError(f"table {name!r} is not declared in vault.meta.schema")
-        self.name = name
+        self.name = _declared(name)
         self.record = record
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(record)
@@ -71,21 +96,21 @@ class Txn:
     def delete(self, table: Table[Any], key: bytes) -> bool:
         return bool(self.raw.delete(key, db=self._dbs[table.name]))
 
-    def get_bytes(self, name: str, key: bytes) -> bytes | None:
-        value = self.raw.get(key, db=self._dbs[name])
+    def get_bytes(self, table: RawTable, key: bytes) -> bytes | None:
+        value = self.raw.get(key, db=self._dbs[table.name])
         return None if value is None else bytes(value)
 
-    def put_bytes(self, name: str, key: bytes, value: bytes) -> None:
-        self.raw.put(key, value, db=self._dbs[name])
+    def put_bytes(self, table: RawTable, key: bytes, value: bytes) -> None:
+        self.raw.put(key, value, db=self._dbs[table.name])
 
-    def delete_key(self, name: str, key: bytes) -> bool:
-        return bool(self.raw.delete(key, db=self._dbs[name]))
+    def delete_key(self, table: RawTable | Table[Any], key: bytes) -> bool:
+        return bool(self.raw.delete(key, db=self._dbs[table.name]))
 
     def scan_bytes(
-        self, name: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
+        self, table: RawTable | Table[Any], prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Raw pairs whose key starts with ``prefix``, ascending from ``start`` (or descending)."""
-        cursor = self.raw.cursor(db=self._dbs[name])
+        cursor = self.raw.cursor(db=self._dbs[table.name])
         if reverse:
             upper = _prefix_upper_bound(prefix)
             found = cursor.set_range(upper) if upper is not None else cursor.last()
@@ -111,11 +136,25 @@ class Txn:
     def scan(
         self, table: Table[R], prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, R]]:
-        for key, raw in self.scan_bytes(table.name, prefix, start=start, reverse=reverse):
+        for key, raw in self.scan_bytes(table, prefix, start=start, reverse=reverse):
             yield key, table.decode(raw)
 
-    def count(self, name: str, prefix: bytes = b"") -> int:
-        return sum(1 for _ in self.scan_bytes(name, prefix))
+    def keys(self, table: RawTable | Table[Any], prefix: bytes = b"", *, start: bytes | None = None) -> Iterator[bytes]:
+        """Keys with ``prefix`` without reading their values (LMDB cursors skip them cheaply)."""
+        cursor = self.raw.cursor(db=self._dbs[table.name])
+        if not cursor.set_range(max(prefix, start or b"")):
+            return
+        for raw_key in cursor.iternext(keys=True, values=False):
+            key = bytes(raw_key)
+            if not key.startswith(prefix):
+                return
+            yield key
+
+    def count(self, table: RawTable | Table[Any], prefix: bytes = b"") -> int:
+        return sum(1 for _ in self.keys(table, prefix))
+
+
+META = RawTable("meta")
 
 
 def _prefix_upper_bound(prefix: bytes) -> bytes | None:
@@ -129,8 +168,9 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
 class MetaStore:
     """The node's metadata environment (``DATA_DIR/meta``)."""
 
-    def __init__(self, path: Path, *, map_size: int = _INITIAL_MAP_SIZE) -> None:
+    def __init__(self, path: Path, *, map_size: int = _INITIAL_MAP_SIZE, upgrades: Upgrades | None = None) -> None:
         self.path = Path(path)
+        self._upgrades: Upgrades = upgrades or {}
         self._map_size = map_size
         self._env: lmdb.Environment | None = None
         self._dbs: dict[str, Any] = {}
@@ -168,25 +208,31 @@ class MetaStore:
         await trio.to_thread.run_sync(self.open_sync)
 
     def close_sync(self) -> None:
+        """Finish queued writes, wait for every open read (a scan in a worker thread), close."""
         self._writer.stop()
-        if self._env is not None:
-            self._env.close()
-            self._env = None
+        with self._gate.exclusive():
+            if self._env is not None:
+                self._env.close()
+                self._env = None
 
     async def close(self) -> None:
         await trio.to_thread.run_sync(self.close_sync)
 
     def _migrate(self, txn: Txn) -> None:
-        raw = txn.get_bytes("meta", b"schema_version")
+        raw = txn.get_bytes(META, b"schema_version")
         version = int(raw) if raw else 0
         if version > SCHEMA_VERSION:
             raise MetaStoreError(f"metadata schema {version} is newer than this node understands ({SCHEMA_VERSION})")
         if version == 0:
             version = SCHEMA_VERSION  # a new database starts at the current layout
         while version < SCHEMA_VERSION:
-            MIGRATIONS[version](txn.raw)
+            step = self._upgrades.get(version)
+            if step is None:
+                raise MetaStoreError(f"metadata schema {version} needs upgrading; open it with the node's upgrades")
+            log.info("upgrading metadata schema %d -> %d", version, version + 1)
+            step(txn)
             version += 1
-        txn.put_bytes("meta", b"schema_version", str(version).encode())
+        txn.put_bytes(META, b"schema_version", str(version).encode())
 
     @property
     def env(self) -> lmdb.Environment:
@@ -198,19 +244,38 @@ class MetaStore:
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
-        """A read-only snapshot; keep it short and never await inside it (it pins pages, and
-        holds off a map resize, while open)."""
-        with self._gate.shared():
-            try:
-                txn = self.env.begin(write=False)
-            except lmdb.MapResizedError:
-                # Another process grew the map: adopt its size (no reader may be live for that).
-                self._adopt_grown_map()
-                txn = self.env.begin(write=False)
-            try:
-                yield Txn(txn, self._dbs)
-            finally:
-                txn.abort()
+        """A read-only snapshot for worker threads and the command line: may block while the map
+        grows. Never await inside it (it pins pages, and holds off a map resize, while open)."""
+        with self._gate.shared(), self._begin_read() as txn:
+            yield txn
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Txn]:
+        """A read-only snapshot for the event loop: short lookups, no awaits inside.
+
+        Taking it never blocks the loop: when the writer is growing the map (which waits for every
+        reader, a long scan in a worker thread included), the wait moves to a worker thread."""
+        if not self._gate.try_shared():
+            await trio.to_thread.run_sync(self._gate.reacquire_shared)
+        try:
+            with self._begin_read() as txn:
+                yield txn
+        finally:
+            self._gate.release_shared()
+
+    @contextmanager
+    def _begin_read(self) -> Iterator[Txn]:
+        """A read transaction; the caller holds a shared gate."""
+        try:
+            txn = self.env.begin(write=False)
+        except lmdb.MapResizedError:
+            # Another process grew the map: adopt its size (no reader may be live for that).
+            self._adopt_grown_map()
+            txn = self.env.begin(write=False)
+        try:
+            yield Txn(txn, self._dbs)
+        finally:
+            txn.abort()
 
     def _adopt_grown_map(self) -> None:
         # Called holding a shared gate: leave it for the exclusive one, then come back.
@@ -223,7 +288,7 @@ class MetaStore:
 
     def schema_version(self) -> int:
         with self.read() as txn:
-            raw = txn.get_bytes("meta", b"schema_version")
+            raw = txn.get_bytes(META, b"schema_version")
         return int(raw) if raw else 0
 
     # -- writes --------------------------------------------------------------------------------

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import trio
-
 from vault.chunks.ids import ChunkId
 from vault.chunks.refs import decref
 from vault.meta import MetaStore, Txn
+from vault.offload import Offload
+from vault.quota import get_usage, put_usage
 from vault.uploads.records import UPLOAD_CHUNKS, UPLOADS, UploadSession, UploadStatus, chunk_prefix
-from vault.uploads.usage import get_usage, put_usage
 
 # Finished sessions are kept this long past their expiry, so a late client learns "expired" or
 # gets its completed file again rather than a bare 404.
@@ -56,10 +55,15 @@ def _overdue(meta: MetaStore, now: float, session_ttl: float) -> tuple[list[str]
 
 
 async def expire_sessions(
-    meta: MetaStore, now: float, session_ttl: float, *, on_expired: Callable[[str], None] | None = None
+    meta: MetaStore,
+    now: float,
+    session_ttl: float,
+    *,
+    on_expired: Callable[[str], None] | None = None,
+    offload: Offload | None = None,
 ) -> int:
     """Expire overdue open sessions and forget old finished ones; returns how many expired."""
-    expire, forget = await trio.to_thread.run_sync(_overdue, meta, now, session_ttl)
+    expire, forget = await (offload or Offload()).run(_overdue, meta, now, session_ttl)
     keep = max(session_ttl, FORGET_AFTER)
     count = 0
     due = [(upload_id, True) for upload_id in expire] + [(upload_id, False) for upload_id in forget]

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from vault.meta import Table
+from vault import errors
+from vault.clock import rfc3339
+from vault.meta import Table, Txn
 
 UploadStatus = Literal["uploading", "completed", "aborted", "expired"]
 
@@ -57,3 +59,26 @@ def chunk_prefix(upload_id: str) -> bytes:
 def index_of(key: bytes) -> int:
     index: int = struct.unpack(">I", key[-4:])[0]
     return index
+
+
+def load_session(txn: Txn, user_id: str, upload_id: str) -> UploadSession:
+    """The caller's session; NOT_FOUND for unknown ids and other users' uploads."""
+    upload = txn.get(UPLOADS, upload_id.encode())
+    if upload is None or upload.user_id != user_id:
+        raise errors.NotFound("No such upload")
+    return upload
+
+
+def require_open(upload: UploadSession, now: float) -> None:
+    """Raise unless chunks may still arrive (``now`` is passed in: the writer thread has no clock)."""
+    if upload.status == "aborted":
+        raise errors.Conflict("This upload was aborted")
+    if upload.status == "completed":
+        raise errors.Conflict("This upload is already complete")
+    if upload.status == "expired" or upload.expires_at <= now:
+        raise errors.UploadExpired(details={"expiresAt": rfc3339(upload.expires_at)})
+
+
+def received_chunks(txn: Txn, upload_id: str) -> dict[int, ReceivedChunk]:
+    """The chunks (or tus pieces) received so far, by index."""
+    return {index_of(k): v for k, v in txn.scan(UPLOAD_CHUNKS, chunk_prefix(upload_id))}

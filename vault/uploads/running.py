@@ -9,14 +9,12 @@ upload goes on. A re-sent earlier chunk or a node restart drops the running stat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from vault.checksums import Hasher, new_hasher
-
-# Pieces above this are hashed in a worker thread (BLAKE3 and SHA-256 release the GIL).
-_THREAD_MIN = 256 * 1024
+from vault.offload import Offload
 
 
 @dataclass
@@ -26,6 +24,8 @@ class Running:
     position: int
     blake3: Hasher
     sha256: Hasher | None
+    # The digest this one was forked from: a trial is adopted only while that is still current.
+    base: Running | None = field(default=None, repr=False, compare=False)
 
     def fork(self) -> Running:
         """An independent copy: fed a piece that may still fail, it leaves this one intact."""
@@ -33,18 +33,11 @@ class Running:
             self.position,
             self.blake3.copy(),  # type: ignore[attr-defined]
             self.sha256.copy() if self.sha256 is not None else None,  # type: ignore[attr-defined]
+            base=self,
         )
 
-    async def update(self, data: bytes) -> None:
-        if len(data) >= _THREAD_MIN:
-            await trio.to_thread.run_sync(self._update, data)
-        else:
-            self._update(data)
-
-    def _update(self, data: bytes) -> None:
-        self.blake3.update(data)
-        if self.sha256 is not None:
-            self.sha256.update(data)
+    async def update(self, data: bytes, offload: Offload) -> None:
+        await offload.hash(self.hashers(), data)
 
     def hashers(self) -> list[Hasher]:
         """The hashers to feed the next piece into (``ChunkStore.put(also=...)``)."""
@@ -68,7 +61,11 @@ class RunningDigests:
         """A copy to feed the next piece into, if ``position`` continues the running digest."""
         current = self._by_upload.get(upload_id)
         if current is None and position == 0:
-            return Running(0, new_hasher("blake3"), new_hasher("sha256") if with_sha256 else None)
+            # The empty digest is kept as the base every first piece forks from, so a trial
+            # started before a ``forget`` can never be adopted after it.
+            current = self._by_upload[upload_id] = Running(
+                0, new_hasher("blake3"), new_hasher("sha256") if with_sha256 else None
+            )
         if current is not None and current.position == position:
             return current.fork()
         if current is not None and position < current.position:
@@ -76,13 +73,17 @@ class RunningDigests:
         return None
 
     def accept(self, upload_id: str, trial: Running, position: int) -> None:
-        """Adopt ``trial`` as covering ``0..position``, unless another request moved on meanwhile."""
+        """Adopt ``trial`` as covering ``0..position``, unless the digest it was forked from is no
+        longer current (another request moved on, or it was forgotten: an abort, a replaced
+        chunk): a stale digest must never come back."""
         current = self._by_upload.get(upload_id)
-        if current is None and trial.position != 0:
-            return  # forgotten meanwhile (abort, a re-sent chunk): do not bring back a stale digest
-        if current is not None and current.position != trial.position:
+        if current is trial:  # one tus PATCH moving on piece by piece
+            trial.position = position
+            return
+        if trial.base is None or current is not trial.base:
             return
         trial.position = position
+        trial.base = None  # adopted: keep no chain of earlier digests alive
         self._by_upload[upload_id] = trial
 
     def current(self, upload_id: str) -> Running | None:

@@ -1,0 +1,69 @@
+"""The per-user change journal: every change to a user's files and folders, in order.
+
+Entries are written only by ``vault.files.changes``, in the same transaction as the change they
+describe, so after any crash the journal and the files agree. Keys are ``user_id NUL seq`` (seq as
+8 bytes big-endian, 1, 2, … per user), so a user's changes since a position are one range scan,
+and its head is one reverse seek. Each entry holds everything a syncing client needs to apply the
+change without another lookup.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Literal
+
+import msgspec
+
+from vault.meta import Table, Txn
+
+JournalOp = Literal["created", "updated", "moved", "deleted", "folder_created"]
+_SEQ = struct.Struct(">Q")
+
+
+class JournalEntry(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    seq: int
+    op: JournalOp
+    file_id: str  # "" for folder operations
+    version: int
+    folder: str
+    name: str  # "" for folder operations (``folder`` is the folder itself)
+    checksum: str | None  # "blake3:<hex>" of the content, for files
+    size: int
+    device_id: str | None  # the device whose request made the change (None: the node itself)
+    at: float
+    previous_folder: str | None = None  # where a moved or renamed file was before
+    previous_name: str | None = None
+
+
+JOURNAL = Table("journal", JournalEntry)
+
+
+def _prefix(user_id: str) -> bytes:
+    return user_id.encode() + b"\x00"
+
+
+def entry_key(user_id: str, seq: int) -> bytes:
+    return _prefix(user_id) + _SEQ.pack(seq)
+
+
+def head(txn: Txn, user_id: str) -> int:
+    """The sequence number of the user's latest change (0: none yet)."""
+    for key, _ in txn.scan_bytes(JOURNAL, _prefix(user_id), reverse=True):
+        seq: int = _SEQ.unpack(key[-8:])[0]
+        return seq
+    return 0
+
+
+def since(txn: Txn, user_id: str, after: int, *, limit: int | None = None) -> list[JournalEntry]:
+    """The user's changes with ``seq > after``, oldest first (at most ``limit``)."""
+    entries: list[JournalEntry] = []
+    for _, entry in txn.scan(JOURNAL, _prefix(user_id), start=entry_key(user_id, after + 1)):
+        entries.append(entry)
+        if limit is not None and len(entries) >= limit:
+            break
+    return entries
+
+
+def append(txn: Txn, user_id: str, entry: JournalEntry) -> None:
+    """Store ``entry`` (its ``seq`` is ``head + 1``, chosen by the caller inside this transaction)."""
+    txn.put(JOURNAL, entry_key(user_id, entry.seq), entry)

@@ -1,0 +1,63 @@
+"""Upgrades of the metadata schema (``vault.meta.schema``), step by step; each runs inside the
+write transaction that opens the store, so an interrupted upgrade leaves the old layout intact.
+
+They live above ``vault.meta`` because they know the records of the layers that own them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from vault.files.journal import JOURNAL, JournalEntry
+from vault.files.records import FILES, MANIFESTS, ChunkRef, FileRecord, Manifest
+from vault.meta import Txn, Upgrades
+
+
+class _FileRecordV1(msgspec.Struct, kw_only=True):
+    id: str
+    chunks: list[ChunkRef] = msgspec.field(default_factory=list)
+
+
+class _JournalEntryV1(msgspec.Struct, array_like=True, frozen=True):
+    file_id: str
+    op: Literal["created", "updated", "deleted"]
+    at: float
+
+
+_file_v1 = msgspec.msgpack.Decoder(_FileRecordV1)
+_journal_v1 = msgspec.msgpack.Decoder(_JournalEntryV1)
+
+
+def _v1_to_v2(txn: Txn) -> None:
+    """Manifests move out of file records; journal entries gain what a syncing client needs
+    (taken from the file as it is now: version 1 recorded no more than id, operation and time)."""
+    records: dict[str, FileRecord] = {}
+    for key, raw in list(txn.scan_bytes(FILES)):
+        old = _file_v1.decode(raw)
+        current = FILES.decode(raw)  # unknown fields (the old ``chunks``) are skipped
+        txn.put(MANIFESTS, key, Manifest(old.chunks))
+        txn.put(FILES, key, current)
+        records[current.id] = current
+    for key, raw in list(txn.scan_bytes(JOURNAL)):
+        entry = _journal_v1.decode(raw)
+        record = records.get(entry.file_id)
+        fields: dict[str, Any] = {"folder": "", "name": "", "checksum": None, "size": 0, "version": 0}
+        if record is not None:
+            fields = {
+                "folder": record.folder,
+                "name": record.name,
+                "checksum": f"blake3:{record.blake3}",
+                "size": record.size,
+                "version": record.version,
+            }
+        seq = int.from_bytes(key[-8:], "big")
+        txn.put(
+            JOURNAL,
+            key,
+            JournalEntry(seq=seq, op=entry.op, file_id=entry.file_id, device_id=None, at=entry.at, **fields),
+        )
+
+
+UPGRADES: Upgrades = {1: _v1_to_v2}

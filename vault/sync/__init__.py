@@ -1,1 +1,0 @@
-"""Delta sync: the per-user change journal and sync tokens."""

@@ -1,0 +1,119 @@
+"""Request and answer structs of the upload endpoints (decoded at the edge, documented in OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from vault.files.records import FileEntry
+from vault.uploads.chunk_ranges import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from vault.wire import WireAnswer, WireRequest
+
+Priority = Literal["high", "normal", "low"]
+NonNegative = Annotated[int, Meta(ge=0)]
+MAX_FILE_SIZE = 1 << 44  # 16 TiB: beyond any phone, and keeps chunk indexes in 32 bits
+
+
+class InitFile(WireRequest):
+    local_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    name: Annotated[str, Meta(min_length=1, max_length=1024)]
+    size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
+    mime_type: Annotated[str, Meta(max_length=255)] = "application/octet-stream"
+    folder: Annotated[str, Meta(max_length=4096)] = "/"
+    checksum: str | None = None
+    priority: Priority = "normal"
+    last_modified: str | None = None
+
+
+class UploadOptions(WireRequest):
+    wifi_only: bool = False
+    chunk_size: Annotated[int, Meta(ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE)] | None = None
+    max_retries: Annotated[int, Meta(ge=0, le=1000)] = 3
+
+
+class InitRequest(WireRequest):
+    files: Annotated[list[InitFile], Meta(min_length=1, max_length=1000)]
+    upload_options: UploadOptions = msgspec.field(default_factory=UploadOptions)
+
+
+class PlannedChunk(WireAnswer):
+    index: int
+    start: int
+    end: int
+    upload_url: str
+
+
+class PlannedFile(WireAnswer):
+    local_id: str
+    status: Literal["pending", "exists"]
+    upload_id: str | None = None
+    # PUT a chunk here with ``Content-Range: bytes START-END/SIZE`` (the chunk's own range)
+    # instead of to the chunk's own URL: one URL for a whole file, as some upload libraries want.
+    upload_url: str | None = None
+    chunks: list[PlannedChunk] = msgspec.field(default_factory=list)
+    total_chunks: int = 0
+    chunk_size: int = 0
+    priority: Priority = "normal"
+    file_id: str | None = None
+    file: FileEntry | None = None
+
+
+class EchoedOptions(WireAnswer):
+    wifi_only: bool
+    chunk_size: int
+    max_retries: int
+
+
+class InitResponse(WireAnswer):
+    upload_session: str
+    files: list[PlannedFile]
+    expires_at: str
+    upload_options: EchoedOptions
+
+
+class ChunkReceipt(WireAnswer):
+    upload_id: str
+    index: int
+    received: int
+    checksum: str
+
+
+class ProgressRequest(WireRequest):
+    upload_id: str
+    completed_chunks: list[NonNegative] = msgspec.field(default_factory=list)
+    bytes_uploaded: NonNegative = 0
+    status: Annotated[str, Meta(max_length=32)] = "uploading"
+
+
+class UploadState(WireAnswer, omit_defaults=True):
+    upload_id: str
+    local_id: str
+    name: str
+    folder: str
+    status: str
+    size: int
+    chunk_size: int
+    total_chunks: int
+    received_chunks: list[int]
+    missing_chunks: list[int]
+    bytes_received: int
+    priority: str
+    expires_at: str
+    file_id: str | None = None
+
+
+class CompleteRequest(WireRequest):
+    upload_id: str
+    checksum: str
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CompleteResponse(WireAnswer):
+    file: FileEntry
+
+
+class AbortResponse(WireAnswer):
+    upload_id: str
+    status: str
