@@ -60,7 +60,9 @@ class Node:
         self.background = BackgroundTasks()
         self.policy: PlanPolicy = load_policy(config)
         self.activity = ActivityTracker()
-        self.auth = AuthService(config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity)
+        self.auth = AuthService(
+            config, self.meta, self.clock, self.data_dir / "keys.json", self.policy, self.activity, offload=self.offload
+        )
         self.devices = DeviceService(self.meta, self.clock, self.activity)
         self.ref_guard = RefGuard()
         self.feed = ChangeFeed()

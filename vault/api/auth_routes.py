@@ -13,6 +13,7 @@ from vault.api.routing import ApiRouter, Ctx
 from vault.auth.service import TokenPair
 from vault.clock import rfc3339
 from vault.devices.records import DeviceInfo
+from vault.wire import WireAnswer, WireRequest
 
 router = ApiRouter("auth")
 
@@ -21,11 +22,7 @@ ClientDeviceId = Annotated[
 ]
 
 
-class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename="camel"):
-    pass
-
-
-class DeviceInfoBody(_Body):
+class DeviceInfoBody(WireRequest):
     platform: Literal["android", "ios", "web"]
     device_id: ClientDeviceId
     model: Annotated[str, Meta(max_length=128)] = ""
@@ -34,54 +31,54 @@ class DeviceInfoBody(_Body):
     push_token: Annotated[str, Meta(max_length=4096)] | None = None
 
 
-class RegisterBody(_Body):
+class RegisterBody(WireRequest):
     email: Annotated[str, Meta(min_length=3, max_length=320)]
     password: Annotated[str, Meta(min_length=1, max_length=1024)]
     device_info: DeviceInfoBody
     name: Annotated[str, Meta(max_length=100)] | None = None
 
 
-class RefreshBody(_Body):
+class RefreshBody(WireRequest):
     refresh_token: Annotated[str, Meta(min_length=1, max_length=512)]
     device_id: ClientDeviceId
 
 
-class AuthUser(msgspec.Struct):
+class AuthUser(WireAnswer):
     id: str
     email: str
     name: str
 
 
-class AuthTokens(msgspec.Struct, rename="camel"):
+class AuthTokens(WireAnswer):
     access_token: str
     refresh_token: str
     expires_in: str
 
 
-class RegisteredDevice(msgspec.Struct, rename="camel"):
+class RegisteredDevice(WireAnswer):
     id: str
     name: str
     registered_at: str
 
 
-class SyncData(msgspec.Struct, rename="camel"):
+class SyncData(WireAnswer):
     last_sync_at: str | None
     pending_uploads: int
     cache_size: int
 
 
-class RegisterAnswer(msgspec.Struct, rename="camel"):
+class RegisterAnswer(WireAnswer):
     user: AuthUser
     tokens: AuthTokens
     device: RegisteredDevice
     sync_data: SyncData
 
 
-class RefreshAnswer(msgspec.Struct):
+class RefreshAnswer(WireAnswer):
     tokens: AuthTokens
 
 
-class LogoutAnswer(msgspec.Struct, rename="camel"):
+class LogoutAnswer(WireAnswer):
     logged_out: bool
     device_id: str
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import msgspec
-
 from vault.api.routing import ApiRouter, Ctx
 from vault.clock import rfc3339
 from vault.devices.records import Device
 from vault.devices.settings import DeviceSettings, SettingsPatch
+from vault.wire import WireAnswer
 
 router = ApiRouter("devices")
 
 
-class DeviceView(msgspec.Struct, rename="camel"):
+class DeviceView(WireAnswer):
     id: str
     name: str
     platform: str
@@ -25,16 +24,16 @@ class DeviceView(msgspec.Struct, rename="camel"):
     settings: DeviceSettings
 
 
-class DeviceList(msgspec.Struct, rename="camel"):
+class DeviceList(WireAnswer):
     devices: list[DeviceView]
     current_device: str
 
 
-class DeviceAnswer(msgspec.Struct):
+class DeviceAnswer(WireAnswer):
     device: DeviceView
 
 
-class DeviceRemoved(msgspec.Struct):
+class DeviceRemoved(WireAnswer):
     removed: str
 
 
@@ -57,7 +56,7 @@ def device_view(device: Device, current_device_id: str) -> DeviceView:
 async def list_devices(ctx: Ctx) -> DeviceList:
     """The account's registered devices; ``isCurrent`` marks the calling one."""
     current = ctx.principal.device_id
-    devices = ctx.node.devices.for_user(ctx.principal.user_id)
+    devices = await ctx.node.devices.for_user(ctx.principal.user_id)
     return DeviceList(devices=[device_view(d, current) for d in devices], current_device=current)
 
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import quote
 
-import msgspec
 from msgspec import Meta
 from quart import Response
 
@@ -21,7 +20,7 @@ from vault.files.paths import normalize_folder, servable_mime
 from vault.files.ranges import Unsatisfiable, parse_range
 from vault.files.records import FileEntry, FileRecord, file_entry
 from vault.meta import MetaStore
-from vault.wire import WireAnswer
+from vault.wire import WireAnswer, WireRequest
 
 log = logging.getLogger("vault.api")
 router = ApiRouter("files")
@@ -43,7 +42,7 @@ DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
 
 
-class ListQuery(msgspec.Struct):
+class ListQuery(WireRequest):
     folder: Annotated[str, Meta(description="absolute folder path")] = "/"
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="files per page")] = DEFAULT_PAGE
     cursor: Annotated[str, Meta(description="nextCursor of the previous page")] = ""

@@ -8,16 +8,17 @@ import msgspec
 
 from vault import __version__
 from vault.api.routing import RouteDoc
+from vault.wire import WireAnswer
 
 
-class ErrorDetail(msgspec.Struct):
+class ErrorDetail(WireAnswer):
     code: str
     message: str
-    requestId: str
+    request_id: str
     details: dict[str, Any] | None = None
 
 
-class ErrorEnvelope(msgspec.Struct):
+class ErrorEnvelope(WireAnswer):
     success: bool
     error: ErrorDetail
 

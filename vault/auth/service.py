@@ -27,6 +27,7 @@ from vault.devices.activity import ActivityTracker
 from vault.devices.records import Device, DeviceInfo
 from vault.ids import new_id
 from vault.meta import MetaStore, Txn
+from vault.offload import Offload
 from vault.policies import Account, PlanPolicy
 from vault.principal import Principal
 from vault.units import format_duration
@@ -69,12 +70,14 @@ class AuthService:
         policy: PlanPolicy,
         activity: ActivityTracker,
         passwords: Passwords | None = None,
+        offload: Offload | None = None,
     ) -> None:
         self.config = config
         self.meta = meta
         self.clock = clock
         self.policy = policy
         self.activity = activity
+        self.offload = offload or Offload()
         self.keys = KeyRing(keys_path)
         self.passwords = passwords or Passwords(config.auth.max_concurrent_hashes)
         self.limiter = LoginLimiter(config.auth.max_failed_logins_per_minute)
@@ -133,7 +136,7 @@ class AuthService:
 
     async def _sign_in(self, email: str, password: str, name: str | None, address: str) -> User:
         """The account for ``email``: checked by password, or created when sign-up is open."""
-        with self.meta.read() as txn:
+        async with self.meta.snapshot() as txn:
             user = accounts.find_by_email(txn, email)
         if user is None:
             if self.config.auth.signup != "open":
@@ -236,7 +239,7 @@ class AuthService:
             await self._reload_keys_for_unknown_kid()
         now = self.clock.now()
         claims = verify_access_token(token, self.keys.key, now)
-        with self.meta.read() as txn:
+        async with self.meta.snapshot() as txn:
             device = devices.get_device(txn, claims.user_id, claims.device_id)
         if device is None or not device.session_id or device.session_id != claims.session_id:
             raise errors.DeviceRevoked()
@@ -285,20 +288,24 @@ class AuthService:
         if now - self._last_prune < _PRUNE_EVERY:
             return
         self._last_prune = now
-        with self.meta.read() as txn:
-            stale = refresh.expired_keys(txn, now - _KEEP_EXPIRED_RECORDS)
+        # A scan of every refresh token: in a worker thread (vault.offload).
+        stale = await self.offload.run(self._expired_keys, now - _KEEP_EXPIRED_RECORDS)
         if stale:
             removed = await self.meta.write(lambda txn: refresh.delete_keys(txn, stale))
             log.info("pruned %d expired refresh-token records", removed)
 
     # -- plans ----------------------------------------------------------------------------------
 
-    def account(self, user_id: str) -> Account | None:
+    def _expired_keys(self, before: float) -> list[bytes]:
         with self.meta.read() as txn:
+            return refresh.expired_keys(txn, before)
+
+    async def account(self, user_id: str) -> Account | None:
+        async with self.meta.snapshot() as txn:
             user = accounts.get_user(txn, user_id)
         return None if user is None else user.account()
 
     async def storage_quota(self, user_id: str) -> int:
         """Bytes the user may store (0 = unlimited), asked of the plan policy each time."""
-        account = self.account(user_id) or Account(id=user_id, email="", name="", plan=self.config.plans.default)
+        account = await self.account(user_id) or Account(id=user_id, email="", name="", plan=self.config.plans.default)
         return await self.policy.storage_quota(account)

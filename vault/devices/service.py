@@ -14,6 +14,7 @@ from vault.auth.records import User
 from vault.clock import Clock
 from vault.devices.activity import ActivityTracker
 from vault.devices.records import (
+    DEVICE_BY_CLIENT_ID,
     DEVICES,
     Device,
     DeviceInfo,
@@ -55,7 +56,7 @@ def find_device(txn: Txn, user_id: str, device_or_client_id: str) -> Device | No
     ``deviceInfo.deviceId`` (the id the app knows)."""
     device = get_device(txn, user_id, device_or_client_id)
     if device is None:
-        known_id = txn.get_bytes("device_by_client_id", client_id_key(user_id, device_or_client_id))
+        known_id = txn.get_bytes(DEVICE_BY_CLIENT_ID, client_id_key(user_id, device_or_client_id))
         device = get_device(txn, user_id, known_id.decode()) if known_id else None
     return device
 
@@ -77,7 +78,7 @@ def register_device(
     """
     name = device_name(user.name, user.email, info.model, info.platform)
     index_key = client_id_key(user.id, info.client_id)
-    known_id = txn.get_bytes("device_by_client_id", index_key)
+    known_id = txn.get_bytes(DEVICE_BY_CLIENT_ID, index_key)
     device = txn.get(DEVICES, device_key(user.id, known_id.decode())) if known_id else None
     if device is not None:
         device.name = name
@@ -108,7 +109,7 @@ def register_device(
         session_id=session_id,
     )
     txn.put(DEVICES, device_key(user.id, device.id), device)
-    txn.put_bytes("device_by_client_id", index_key, device.id.encode())
+    txn.put_bytes(DEVICE_BY_CLIENT_ID, index_key, device.id.encode())
     if others:
         record_notification(
             txn,
@@ -132,8 +133,8 @@ def remove_device(txn: Txn, user_id: str, device_id: str) -> Device | None:
         return None
     txn.delete(DEVICES, device_key(user_id, device_id))
     index_key = client_id_key(user_id, device.client_id)
-    if txn.get_bytes("device_by_client_id", index_key) == device_id.encode():
-        txn.delete_key("device_by_client_id", index_key)
+    if txn.get_bytes(DEVICE_BY_CLIENT_ID, index_key) == device_id.encode():
+        txn.delete_key(DEVICE_BY_CLIENT_ID, index_key)
     return device
 
 
@@ -171,8 +172,8 @@ class DeviceService:
         self.clock = clock
         self.activity = activity
 
-    def for_user(self, user_id: str) -> list[Device]:
-        with self.meta.read() as txn:
+    async def for_user(self, user_id: str) -> list[Device]:
+        async with self.meta.snapshot() as txn:
             return list_devices(txn, user_id)
 
     async def update_settings(self, user_id: str, device_id: str, patch: SettingsPatch) -> Device:

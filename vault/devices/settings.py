@@ -8,6 +8,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from vault.files.paths import normalize_folder
+from vault.wire import WireAnswer, WireRequest
 
 UploadQuality = Literal["original", "high", "medium", "low"]
 
@@ -21,7 +22,7 @@ def _default_folders() -> list[str]:
     return ["/"]
 
 
-class DeviceSettings(msgspec.Struct, kw_only=True, rename="camel"):
+class DeviceSettings(WireAnswer):
     """A device's settings; stored and shown with all six keys."""
 
     auto_upload: bool = True
@@ -32,7 +33,7 @@ class DeviceSettings(msgspec.Struct, kw_only=True, rename="camel"):
     max_cache_size: int = DEFAULT_MAX_CACHE_SIZE
 
 
-class SettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename="camel"):
+class SettingsPatch(WireRequest):
     """``PUT /devices/{id}/settings``: any subset of the six keys; anything else is refused."""
 
     auto_upload: bool | UnsetType = UNSET
