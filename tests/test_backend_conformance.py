@@ -1,4 +1,4 @@
-"""The shipped conformance suite, run against both built-in backends (a few lines each)."""
+"""The shipped conformance suite, run against the built-in backends (a few lines each)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from typing import Any
 import lmdb
 import pytest
 import trio
-from vault_backends.fs_backend import FsBackend
-from vault_backends.lmdb_backend import INDEX_ENTRY, LmdbBackend, segment_key
+from vault_backends.fs_backend import FsBackend, FsOptions
+from vault_backends.lmdb_backend import INDEX_ENTRY, LmdbBackend, LmdbOptions, segment_key
 
 from vault import plugins
 from vault.chunks import ChunkBackend, ChunkId, conformance
 from vault.chunks.conformance import CHECKS, Harness
+from vault.chunks.memory import MemoryBackend
 
 
 def flip_middle_byte(path: Path, offset: int | None = None) -> None:
@@ -28,12 +29,12 @@ def flip_middle_byte(path: Path, offset: int | None = None) -> None:
 
 def fs_harness(root: Path) -> Harness:
     async def corrupt(chunk_id: ChunkId) -> None:
-        flip_middle_byte(FsBackend(root, {}).chunk_path(chunk_id))
+        flip_middle_byte(FsBackend(root, FsOptions()).chunk_path(chunk_id))
 
     async def leftovers() -> int:
         return len(os.listdir(root / "tmp"))
 
-    return Harness(make=lambda: FsBackend(root, {}), corrupt=corrupt, leftovers=leftovers)
+    return Harness(make=lambda: FsBackend(root, FsOptions()), corrupt=corrupt, leftovers=leftovers)
 
 
 def _lmdb_env(root: Path) -> tuple[lmdb.Environment, dict[bytes, Any]]:
@@ -72,11 +73,13 @@ def lmdb_harness(root: Path) -> Harness:
     async def leftovers() -> int:
         return await trio.to_thread.run_sync(leftovers_sync)
 
-    return Harness(make=lambda: LmdbBackend(root, {"map_size": 64 << 20}), corrupt=corrupt, leftovers=leftovers)
+    return Harness(make=lambda: LmdbBackend(root, LmdbOptions(map_size=64 << 20)), corrupt=corrupt, leftovers=leftovers)
 
 
-@pytest.fixture(params=["lmdb", "fs"])
+@pytest.fixture(params=["lmdb", "fs", "memory"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    if request.param == "memory":
+        return conformance.memory_harness()
     make = {"lmdb": lmdb_harness, "fs": fs_harness}[request.param]
     return make(tmp_path / "chunks")
 
@@ -90,13 +93,20 @@ def test_every_interface_method_has_a_check() -> None:
     assert conformance.uncovered_methods() == set()
 
 
-@pytest.mark.parametrize("name", ["lmdb", "fs"])
+@pytest.mark.parametrize("name", ["lmdb", "fs", "memory"])
 def test_builtin_backends_are_registered_entry_points(name: str) -> None:
     cls = plugins.load(plugins.BACKENDS, name)
     assert issubclass(cls, ChunkBackend) and cls.name == name
 
 
-@pytest.mark.parametrize("cls", [LmdbBackend, FsBackend])
+@pytest.mark.parametrize("cls", [LmdbBackend, FsBackend, MemoryBackend])
 def test_unknown_backend_option_is_refused_by_name(cls: type[ChunkBackend], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="colour"):
         cls(tmp_path, {"colour": "blue"})  # type: ignore[call-arg]
+
+
+def test_the_built_in_harnesses_have_every_hook() -> None:
+    """With both hooks nothing is skipped: the built-in backends are checked in full."""
+    for make in (lmdb_harness, fs_harness):
+        harness = make(Path("unused"))
+        assert harness.corrupt is not None and harness.leftovers is not None

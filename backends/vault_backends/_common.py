@@ -1,4 +1,4 @@
-"""What the built-in backends share: worker threads that close cleanly, an owner lock, option checks."""
+"""What the built-in backends share: worker threads that close cleanly, an owner lock, fsync helpers."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import fcntl
 import functools
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, TypeVarTuple
+from typing import TypeVar, TypeVarTuple
 
 import trio
 
+from vault.plugin_api import BackendClosed
+
+__all__ = ["BackendClosed", "OwnerLock", "WorkerThreads", "fsync_dir", "start_writeback"]
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
-
-
-class BackendClosed(RuntimeError):
-    """The backend was used before ``open`` or after ``close``."""
 
 
 class WorkerThreads:
@@ -71,17 +71,6 @@ class OwnerLock:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the only descriptor drops the flock
-
-
-def check_options(backend: str, options: Mapping[str, Any], known: Mapping[str, type]) -> None:
-    """Refuse unknown or mistyped ``[storage.options]`` keys, naming them."""
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"unknown option(s) for the {backend} backend: {', '.join(unknown)}")
-    for key, kind in known.items():
-        value = options.get(key)
-        if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-            raise ValueError(f"option {key!r} of the {backend} backend must be {kind.__name__}")
 
 
 def fsync_dir(path: Path) -> None:

@@ -14,22 +14,22 @@ import logging
 import os
 import secrets
 import string
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from vault.chunks.backend import BackendStats, ChunkBackend, ChunkWriter
-from vault.chunks.ids import DIGEST_SIZE, ChunkId
-from vault_backends._common import (
-    BackendClosed,
-    OwnerLock,
-    WorkerThreads,
-    check_options,
-    fsync_dir,
-    start_writeback,
+from vault.plugin_api import (
+    DIGEST_SIZE,
+    BackendOptions,
+    BackendStats,
+    ChunkBackend,
+    ChunkId,
+    ChunkWriter,
+    options_as,
 )
+from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads, fsync_dir, start_writeback
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,22 @@ class _FsWriter(ChunkWriter):
             os.unlink(self.tmp)
 
 
+class FsOptions(BackendOptions):
+    """``[storage.options]`` of the fs backend."""
+
+    threads: int = 4  # worker threads for file I/O (at least one is used)
+
+
 class FsBackend(ChunkBackend):
-    """Chunks as files under ``path``; options: ``threads`` (worker threads, default 4)."""
+    """Chunks as files under ``path``; options: ``FsOptions``."""
 
     name = "fs"
+    Options = FsOptions
 
-    def __init__(self, path: Path, options: dict[str, Any]) -> None:
-        check_options(self.name, options, {"threads": int})
+    def __init__(self, path: Path, options: FsOptions | Mapping[str, Any] | None = None) -> None:
+        self.options = options_as(FsOptions, options)
         self.path = Path(path)
-        self.threads = WorkerThreads(self.name, max(1, int(options.get("threads", 4))))
+        self.threads = WorkerThreads(self.name, max(1, self.options.threads))
         self.writers: set[_FsWriter] = set()
         self._owner = OwnerLock(self.path / ".owner.lock")
         self._chunks = 0

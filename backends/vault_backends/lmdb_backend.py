@@ -28,18 +28,26 @@ import logging
 import secrets
 import struct
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import lmdb
+import msgspec
 import trio
 
-from vault.chunks.backend import BackendStats, ChunkBackend, ChunkWriter
-from vault.chunks.ids import ChunkId
-from vault.lmdb_gate import ReadGate
-from vault.lmdb_writer import LmdbWriter, Pending
-from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads, check_options
+from vault.plugin_api import (
+    BackendOptions,
+    BackendStats,
+    ChunkBackend,
+    ChunkId,
+    ChunkWriter,
+    LmdbWriter,
+    Pending,
+    ReadGate,
+    options_as,
+)
+from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads
 
 log = logging.getLogger(__name__)
 
@@ -227,16 +235,25 @@ class _LmdbWriter(ChunkWriter):
             await self._backend.enqueue(discard, durable=False, weight=0).result()
 
 
+class LmdbOptions(BackendOptions):
+    """``[storage.options]`` of the lmdb backend."""
+
+    # The initial map size in bytes; the map doubles when a write does not fit.
+    map_size: Annotated[int, msgspec.Meta(gt=0)] = INITIAL_MAP_SIZE
+    threads: int = 4  # reader threads (at least one is used)
+
+
 class LmdbBackend(ChunkBackend):
-    """Chunks in an LMDB environment; options: ``map_size`` (initial bytes), ``threads`` (readers)."""
+    """Chunks in an LMDB environment; options: ``LmdbOptions``."""
 
     name = "lmdb"
+    Options = LmdbOptions
 
-    def __init__(self, path: Path, options: dict[str, Any]) -> None:
-        check_options(self.name, options, {"map_size": int, "threads": int})
+    def __init__(self, path: Path, options: LmdbOptions | Mapping[str, Any] | None = None) -> None:
+        self.options = options_as(LmdbOptions, options)
         self.path = Path(path)
-        self._map_size = int(options.get("map_size", INITIAL_MAP_SIZE))
-        self.threads = WorkerThreads(self.name, max(1, int(options.get("threads", 4))))
+        self._map_size = self.options.map_size
+        self.threads = WorkerThreads(self.name, max(1, self.options.threads))
         self._owner = OwnerLock(self.path / "owner.lock")
         self._env: lmdb.Environment | None = None
         self._dbs: Databases | None = None

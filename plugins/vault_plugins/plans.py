@@ -7,8 +7,7 @@ enterprise unlimited. An account whose plan is no longer configured falls back t
 
 from __future__ import annotations
 
-from vault.config import PlanConfig
-from vault.policies import Account, PlanPolicy
+from vault.plugin_api import Account, PlanConfig, PlanPolicy
 
 
 class PlansPolicy(PlanPolicy):

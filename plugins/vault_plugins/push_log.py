@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from vault.push.provider import Delivered, Outcome, PushMessage, PushProvider, PushRegistration
+from vault.plugin_api import Delivered, Outcome, PushMessage, PushProvider, PushRegistration
 
 log = logging.getLogger("vault.push.log")
 

@@ -6,19 +6,55 @@ durably and atomically, give them back, and enumerate what it holds.
 
 Backends are async so that each can offload blocking work its own way (a thread for LMDB and
 files, an async HTTP client for object storage); none may block the Trio event loop.
-A backend is constructed as ``Backend(path: pathlib.Path, options: dict)`` (``path`` is
-``DATA_DIR/chunks``; ``options`` is ``[storage.options]``, and unknown keys should be refused by
-name) and then opened. ``vault.chunks.conformance`` is the suite every backend must pass.
+
+A backend declares its ``[storage.options]`` as a struct, its class attribute ``Options`` (a
+subclass of ``BackendOptions``; a backend without options keeps the base). The node decodes the
+table into it, so a wrong key or type stops the node with a message naming the key, and then
+constructs the backend as ``Backend(path, options)``: ``path`` is ``DATA_DIR/chunks``, ``options``
+the decoded struct. Then it calls ``open``. ``vault.chunks.conformance`` is the suite every
+backend must pass.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
 from vault.chunks.ids import ChunkId
+
+
+class BackendOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of a backend's ``[storage.options]`` struct: unknown keys are refused by name.
+
+    Give every field a default where one makes sense; a field without one is a required key.
+    """
+
+
+OptionsT = TypeVar("OptionsT", bound=BackendOptions)
+
+
+def options_as(kind: type[OptionsT], options: OptionsT | Mapping[str, Any] | None) -> OptionsT:
+    """``options`` as a ``kind`` struct, for a backend's constructor.
+
+    The node always passes the struct. ``None`` stands for the defaults, and a plain mapping is
+    decoded as ``[storage.options]`` would be, for tools and tests that build a backend by hand
+    (``FsBackend(path, {})``); a wrong key then raises ``msgspec.ValidationError``, a
+    ``ValueError`` naming it.
+    """
+    if options is None:
+        return kind()
+    if isinstance(options, kind):
+        return options
+    if isinstance(options, msgspec.Struct):
+        raise TypeError(f"expected {kind.__name__} options, got {type(options).__name__}")
+    return msgspec.convert(dict(options), kind)
+
+
+class BackendClosed(RuntimeError):
+    """The backend was used before ``open`` or after ``close``."""
 
 
 class BackendStats(msgspec.Struct, frozen=True):
@@ -52,6 +88,8 @@ class ChunkBackend(abc.ABC):
     """Stores opaque bytes under 32-byte ids. Implementations must be safe for concurrent use."""
 
     name: str = "abstract"
+    # The struct ``[storage.options]`` is decoded into before the backend is constructed.
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
 
     @abc.abstractmethod
     async def open(self) -> None:

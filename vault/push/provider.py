@@ -7,6 +7,7 @@ durable outbox live once, in the node, above every provider.
 
 A provider is constructed as ``Provider(options)`` where ``options`` is its own ``[push.<name>]``
 table decoded into its ``Options`` struct (unknown keys are refused by name), then opened.
+Plugins import all of this from ``vault.plugin_api``; ``check_provider`` there is a smoke test.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class RegistrationGone(msgspec.Struct, frozen=True):
 
 
 Outcome = Delivered | RetryLater | RegistrationGone
+"""What ``send`` returns: exactly one of the three answers."""
 
 
 class PushProvider(abc.ABC):
@@ -68,10 +70,10 @@ class PushProvider(abc.ABC):
     def __init__(self, options: ProviderOptions) -> None:
         self.options = options
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - optional: a provider with nothing to acquire keeps it
         """Acquire what sending needs (an HTTP client, credentials); called once at start."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional, like open
         """Release what ``open`` acquired, after sends in progress finished."""
 
     @abc.abstractmethod

@@ -1,0 +1,127 @@
+"""Everything a MegaVault plugin imports, in one place: ``from vault.plugin_api import …``.
+
+A plugin is a class in an installed package, registered under an entry-point group in that
+package's ``pyproject.toml`` and named in ``vault.toml``. The built-in ``lmdb``, ``fs`` and
+``memory`` backends, the ``log`` push provider and the ``plans`` policy are registered the same
+way and import nothing from the node but this module, so they are worked examples.
+Anything not exported here is the node's own and may change without notice.
+
+Chunk backends (group ``vault.backends``, chosen by ``[storage] backend``)
+    Subclass ``ChunkBackend`` (and ``ChunkWriter`` for its staged writes); declare the
+    ``[storage.options]`` table as a ``BackendOptions`` subclass and set it as the class attribute
+    ``Options``. The node decodes the table into it (a wrong key or type is refused at start,
+    naming ``storage.options.<key>``) and builds ``YourBackend(DATA_DIR / "chunks", options)``.
+    ``options_as(YourOptions, options)`` in the constructor also accepts a plain dict, for tools
+    and tests. A backend stores bytes under an id durably and atomically and lists them; hashing,
+    size limits and verification happen above it, in the node. Blocking work goes to a thread or
+    an async client, never on the Trio event loop; raise ``BackendClosed`` when used while closed.
+    An LMDB-based backend can reuse the node's writer thread and map-resize gate (``LmdbWriter``,
+    ``Pending``, ``ReadGate``), as the ``lmdb`` backend does.
+
+Testing a backend
+    Build a ``Harness`` (how to make an instance over one storage, how to damage a stored chunk,
+    how to count staged leftovers; ``None`` for a hook the store cannot offer, which marks those
+    checks not applicable; ``retries``/``settle`` for an eventually consistent store) and run
+    every check in ``CHECKS`` with ``run_check`` (or ``run_all``); see
+    ``vault.chunks.conformance``. ``MemoryBackend`` is a conforming in-memory backend (a test fake;
+    ``memory_harness`` wraps it in a harness), and ``RetryingBackend``, ``LimitedBackend`` and
+    ``FaultyBackend`` wrap any backend with retries and backoff, a concurrency limit, or injected
+    faults and stalls.
+
+Push providers (group ``vault.push``, listed in ``[push] providers``)
+    Subclass ``PushProvider``; its ``[push.<name>]`` table is decoded into its ``Options`` (a
+    ``ProviderOptions`` subclass) and passed to the constructor. ``send`` answers every message
+    with an ``Outcome``: ``Delivered``, ``RetryLater`` or ``RegistrationGone``; it does not raise
+    for a service's answer. Retries, quiet hours and the outbox are the node's. Smoke-test with
+    ``check_provider(provider)``.
+
+Plan policies (group ``vault.policies``, chosen by ``[plans] policy``)
+    Subclass ``PlanPolicy``; it is built as ``YourPolicy(config)`` with the node's ``Config``
+    (``config.plans.tiers`` maps plan names to ``PlanConfig``) and answers questions about an
+    ``Account``; ``UNLIMITED`` (0) means no limit.
+"""
+
+from __future__ import annotations
+
+from vault.chunks.backend import (
+    BackendClosed,
+    BackendOptions,
+    BackendStats,
+    ChunkBackend,
+    ChunkWriter,
+    options_as,
+)
+from vault.chunks.conformance import (
+    CHECKS,
+    Check,
+    Harness,
+    NotApplicable,
+    check_name,
+    check_provider,
+    memory_harness,
+    run_all,
+    run_check,
+    uncovered_methods,
+)
+from vault.chunks.ids import DIGEST_SIZE, ChunkId, chunk_id_from_hex
+from vault.chunks.memory import MemoryBackend, MemoryOptions, MemoryStorage
+from vault.chunks.wrappers import BackendWrapper, FaultyBackend, LimitedBackend, RetryingBackend
+from vault.config import Config, PlanConfig
+from vault.lmdb_gate import ReadGate
+from vault.lmdb_writer import LmdbWriter, Pending
+from vault.policies import UNLIMITED, Account, PlanPolicy
+from vault.push.provider import (
+    Delivered,
+    Outcome,
+    ProviderOptions,
+    PushMessage,
+    PushProvider,
+    PushRegistration,
+    RegistrationGone,
+    RetryLater,
+)
+
+__all__ = [
+    "CHECKS",
+    "DIGEST_SIZE",
+    "UNLIMITED",
+    "Account",
+    "BackendClosed",
+    "BackendOptions",
+    "BackendStats",
+    "BackendWrapper",
+    "Check",
+    "ChunkBackend",
+    "ChunkId",
+    "ChunkWriter",
+    "Config",
+    "Delivered",
+    "FaultyBackend",
+    "Harness",
+    "LimitedBackend",
+    "LmdbWriter",
+    "MemoryBackend",
+    "MemoryOptions",
+    "MemoryStorage",
+    "NotApplicable",
+    "Outcome",
+    "Pending",
+    "PlanConfig",
+    "PlanPolicy",
+    "ProviderOptions",
+    "PushMessage",
+    "PushProvider",
+    "PushRegistration",
+    "ReadGate",
+    "RegistrationGone",
+    "RetryLater",
+    "RetryingBackend",
+    "check_name",
+    "check_provider",
+    "chunk_id_from_hex",
+    "memory_harness",
+    "options_as",
+    "run_all",
+    "run_check",
+    "uncovered_methods",
+]
