@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import msgspec
@@ -77,3 +78,82 @@ async def test_map_grows_while_readers_keep_reading(tmp_path: Path) -> None:
         assert txn.count(NOTES, b"n") == 2000
     assert reads > 0
     await store.close()
+
+
+async def test_the_event_loop_keeps_running_while_the_map_grows_behind_a_long_read(tmp_path: Path) -> None:
+    """A scan in a worker thread holds off a map resize; a snapshot taken on the event loop
+    meanwhile must wait in a thread, not block the loop (other tasks keep running)."""
+    store = MetaStore(tmp_path / "meta", map_size=1 << 20)
+    await store.open()
+    release = threading.Event()
+    scanning = threading.Event()
+
+    def long_scan() -> None:
+        with store.read():
+            scanning.set()
+            release.wait()
+
+    ticks = 0
+    snapshot_taken = trio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not snapshot_taken.is_set():
+            ticks += 1
+            await trio.sleep(0.001)
+
+    async def grow() -> None:
+        # About 2 MiB of records into a 1 MiB map: the writer must grow it, waiting for the scan.
+        await store.write(lambda txn: [txn.put(NOTES, b"g%04d" % i, Note("y" * 2000)) for i in range(1000)])
+
+    async def snapshot() -> None:
+        async with store.snapshot() as txn:
+            assert txn.count(NOTES, b"g") in (0, 1000)  # before or after the commit, never half
+        snapshot_taken.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, long_scan)
+        await trio.to_thread.run_sync(scanning.wait)
+        nursery.start_soon(grow)
+        # The state to wait for lives in other threads: polling is the only way to see it.
+        while not store._gate._resizing:  # noqa: ASYNC110 - the writer now waits for the scan to end
+            await trio.sleep(0.001)
+        nursery.start_soon(snapshot)
+        nursery.start_soon(ticker)
+        before = ticks
+        while ticks < before + 5:  # noqa: ASYNC110
+            await trio.sleep(0.001)  # the loop is alive while the snapshot waits
+        assert not snapshot_taken.is_set()
+        release.set()
+    assert snapshot_taken.is_set()
+    await store.close()
+
+
+async def test_close_waits_for_a_read_still_open_in_a_worker_thread(tmp_path: Path) -> None:
+    store = MetaStore(tmp_path / "meta")
+    await store.open()
+    await store.write(lambda txn: txn.put(NOTES, b"k", Note("kept")))
+    reading = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow_reader() -> None:
+        with store.read() as txn:
+            reading.set()
+            release.wait()
+            note = txn.get(NOTES, b"k")
+            order.append(f"read {note.text if note else None}")
+
+    async def close() -> None:
+        await store.close()
+        order.append("closed")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, slow_reader)
+        await trio.to_thread.run_sync(reading.wait)
+        nursery.start_soon(close)
+        while not store._gate._resizing:  # noqa: ASYNC110 - close stopped the writer, waits for readers
+            await trio.sleep(0.001)
+        assert order == []
+        release.set()
+    assert order == ["read kept", "closed"]

@@ -15,6 +15,7 @@ from vault.api.raw import RawRoute, Receive, Scope, Send, serve_raw
 from vault.api.request_log import log_request
 from vault.api.routing import ApiRouter
 from vault.api.system import system
+from vault.chunks import ChunkBackend
 from vault.clock import Clock
 from vault.config import Config
 from vault.node import Node
@@ -50,15 +51,18 @@ def _raw_routes() -> list[RawRoute]:
     return [*chunk_routes.routes(), *tus_routes.routes()]
 
 
-def create_app(config: Config, *, clock: Clock | None = None, periodic: bool = True) -> VaultApp:
+def create_app(
+    config: Config, *, clock: Clock | None = None, periodic: bool = True, backend: ChunkBackend | None = None
+) -> VaultApp:
     """A ready-to-serve app: the node opens at startup and closes at shutdown (ASGI lifespan).
-    ``periodic=False`` leaves out the periodic tasks (expiry, gc), for tests on a fake clock."""
+    ``periodic=False`` leaves out the periodic tasks (expiry, gc), for tests on a fake clock;
+    ``backend`` replaces the configured chunk backend (a test's fake)."""
     app = VaultApp(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(config.server.max_json_body)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = float(config.server.body_read_timeout)
-    node = Node(config, clock=clock, periodic=periodic)
+    node = Node(config, clock=clock, periodic=periodic, backend=backend)
     app.node = node
     app.raw_routes = _raw_routes()
     app.register_blueprint(system)

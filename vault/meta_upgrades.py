@@ -1,18 +1,21 @@
-"""Upgrades of the metadata schema (``vault.meta.schema``), step by step; each runs inside the
-write transaction that opens the store, so an interrupted upgrade leaves the old layout intact.
+"""Opening a data directory's metadata store, and the upgrades of its schema (``vault.meta.schema``).
+
+Each step runs inside the write transaction that opens the store, so an interrupted upgrade leaves
+the old layout intact.
 
 They live above ``vault.meta`` because they know the records of the layers that own them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 from vault.files.journal import JOURNAL, JournalEntry
 from vault.files.records import FILES, MANIFESTS, ChunkRef, FileRecord, Manifest
-from vault.meta import Txn, Upgrades
+from vault.meta import MetaStore, Txn, Upgrades
 
 
 class _FileRecordV1(msgspec.Struct, kw_only=True):
@@ -61,3 +64,9 @@ def _v1_to_v2(txn: Txn) -> None:
 
 
 UPGRADES: Upgrades = {1: _v1_to_v2}
+
+
+def metadata_store(data_dir: Path) -> MetaStore:
+    """The metadata store of a data directory (node and command line alike), able to upgrade an
+    older schema when it opens."""
+    return MetaStore(Path(data_dir) / "meta", upgrades=UPGRADES)

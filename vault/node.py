@@ -13,7 +13,7 @@ import trio
 
 from vault.auth.service import AuthService
 from vault.background import BackgroundTasks
-from vault.chunks import ChunkStore
+from vault.chunks import ChunkBackend, ChunkStore
 from vault.chunks.loading import make_backend
 from vault.chunks.refguard import RefGuard
 from vault.clock import Clock
@@ -24,8 +24,8 @@ from vault.devices.service import DeviceService
 from vault.files.changes import FileChanges
 from vault.files.feed import ChangeFeed
 from vault.gc import collect_garbage
-from vault.meta import META, MetaStore
-from vault.meta_upgrades import UPGRADES
+from vault.meta import META
+from vault.meta_upgrades import metadata_store
 from vault.metrics import Metrics
 from vault.notifications.upload_outcomes import record_upload_outcome
 from vault.offload import Offload
@@ -38,15 +38,17 @@ from vault.uploads.service import UploadService
 log = logging.getLogger(__name__)
 
 
-def metadata_store(data_dir: Path) -> MetaStore:
-    """The metadata store of a data directory, able to upgrade an older schema."""
-    return MetaStore(Path(data_dir) / "meta", upgrades=UPGRADES)
-
-
 class Node:
     """Everything one running node owns."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None, periodic: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        periodic: bool = True,
+        backend: ChunkBackend | None = None,
+    ) -> None:
         self.config = config
         # Periodic work off (``periodic=False``) for tests whose fake clock would leap to its timers.
         self._periodic = periodic
@@ -55,7 +57,8 @@ class Node:
         self.node_lock = NodeLock(self.data_dir)
         self.offload = Offload()
         self.meta = metadata_store(self.data_dir)
-        self.chunks = ChunkStore(make_backend(config), offload=self.offload)
+        # ``backend``: an already built one (a test's fake); otherwise the one ``[storage]`` names.
+        self.chunks = ChunkStore(backend or make_backend(config), offload=self.offload)
         self.metrics = Metrics()
         self.background = BackgroundTasks()
         self.policy: PlanPolicy = load_policy(config)

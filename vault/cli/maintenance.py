@@ -27,6 +27,7 @@ from vault.datadir_lock import DataDirLocked, hold_node_lock
 from vault.fsck import check_storage
 from vault.gc import collect_garbage
 from vault.meta import MetaStore
+from vault.meta_upgrades import metadata_store
 from vault.uploads.expiry import expire_sessions, overdue
 
 _PROGRESS_INTERVAL = 0.2  # redrawing one terminal line
@@ -81,7 +82,7 @@ def _existing_data_dir(config: Config) -> Path:
 
 @asynccontextmanager
 async def open_stores(config: Config) -> AsyncIterator[tuple[MetaStore, ChunkStore]]:
-    meta = MetaStore(Path(config.storage.data_dir) / "meta")
+    meta = metadata_store(config.data_path)
     chunks = ChunkStore(make_backend(config))
     await meta.open()
     try:

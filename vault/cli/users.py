@@ -24,6 +24,7 @@ from vault.devices import service as devices
 from vault.devices.records import Device
 from vault.errors import ValidationError
 from vault.meta import MetaStore, Txn
+from vault.meta_upgrades import metadata_store
 from vault.policies import load_policy
 
 
@@ -74,7 +75,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 @contextmanager
 def open_meta(config: Config) -> Iterator[MetaStore]:
-    meta = MetaStore(config.data_path / "meta")
+    meta = metadata_store(config.data_path)
     meta.open_sync()
     try:
         yield meta

@@ -197,10 +197,14 @@ class MetaStore:
             readahead=False,
             max_readers=256,
         )
-        with env.begin(write=True) as txn:
-            for name in TABLE_NAMES:
-                self._dbs[name] = env.open_db(name.encode(), txn=txn, create=True)
-            self._migrate(Txn(txn, self._dbs))
+        try:
+            with env.begin(write=True) as txn:
+                for name in TABLE_NAMES:
+                    self._dbs[name] = env.open_db(name.encode(), txn=txn, create=True)
+                self._migrate(Txn(txn, self._dbs))
+        except BaseException:
+            env.close()
+            raise
         self._env = env
         self._writer.start(env)  # adopts a map grown earlier, or by another process
 
