@@ -1,6 +1,6 @@
 # The two commands a new user needs: `make serve` and `make test`. Both set everything up first.
 # `make serve` (and `make install`) install only what the node needs; `make test` adds the
-# development tools (`.[dev]`: pytest, ruff, mypy, tuspy) on top.
+# development tools (`.[dev]`: pytest, ruff, mypy, import-linter, hypothesis, tuspy) on top.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -33,6 +33,7 @@ serve: $(NODE_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check vault backends plugins tests bench
 	$(BIN)/ruff format --check vault backends plugins tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy

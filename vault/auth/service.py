@@ -27,6 +27,7 @@ from vault.devices.activity import ActivityTracker
 from vault.devices.records import Device, DeviceInfo
 from vault.ids import new_id
 from vault.meta import MetaStore, Txn
+from vault.notifications.security import record_new_device
 from vault.offload import Offload
 from vault.policies import Account, PlanPolicy
 from vault.principal import Principal
@@ -113,10 +114,12 @@ class AuthService:
         def write(txn: Txn) -> tuple[devices.Registered | devices.LimitReached, RefreshToken | None]:
             current = accounts.get_user(txn, user.id) or user
             outcome = devices.register_device(
-                txn, user=current, info=info, now=now, device_limit=limit, session_id=session_id
+                txn, user=current.account(), info=info, now=now, device_limit=limit, session_id=session_id
             )
             if isinstance(outcome, devices.LimitReached):
                 return outcome, None
+            if outcome.is_new:
+                record_new_device(txn, outcome.device, outcome.other_device_ids, now)
             record = refresh.new_record(
                 device=outcome.device, family_id=session_id, now=now, kid=kid, lifetimes=self.lifetimes
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import msgspec
 
 from vault import errors
-from vault.auth.records import User
 from vault.clock import Clock
 from vault.devices.activity import ActivityTracker
 from vault.devices.records import (
@@ -26,14 +25,13 @@ from vault.devices.records import (
 from vault.devices.settings import DeviceSettings, SettingsPatch, apply_patch
 from vault.ids import new_id
 from vault.meta import MetaStore, Txn
-from vault.notifications.records import record_notification
-
-NEW_DEVICE_TITLE = "New device login detected"
+from vault.policies import Account
 
 
 class Registered(msgspec.Struct, kw_only=True):
     device: Device
     is_new: bool
+    other_device_ids: list[str] = msgspec.field(default_factory=list)  # the account's devices before it
 
 
 class LimitReached(msgspec.Struct, kw_only=True):
@@ -64,7 +62,7 @@ def find_device(txn: Txn, user_id: str, device_or_client_id: str) -> Device | No
 def register_device(
     txn: Txn,
     *,
-    user: User,
+    user: Account,
     info: DeviceInfo,
     now: float,
     device_limit: int,
@@ -73,8 +71,8 @@ def register_device(
     """Register ``info`` for ``user`` with a new token family ``session_id``.
 
     The same client device id is the same device: its info is updated and its previous family
-    replaced. A new device beyond ``device_limit`` (0 = unlimited) is refused; a new device makes
-    a ``security`` notification for the user's other devices.
+    replaced. A new device beyond ``device_limit`` (0 = unlimited) is refused; a new one is
+    answered with the account's other devices, whom the caller warns (``vault.notifications``).
     """
     name = device_name(user.name, user.email, info.model, info.platform)
     index_key = client_id_key(user.id, info.client_id)
@@ -110,19 +108,7 @@ def register_device(
     )
     txn.put(DEVICES, device_key(user.id, device.id), device)
     txn.put_bytes(DEVICE_BY_CLIENT_ID, index_key, device.id.encode())
-    if others:
-        record_notification(
-            txn,
-            user_id=user.id,
-            category="security",
-            title=NEW_DEVICE_TITLE,
-            body=f"{device.name} signed in to your account. If this was not you, remove it.",
-            now=now,
-            device_ids=[d.id for d in others],
-            data={"deviceId": device.id, "deviceName": device.name, "platform": device.platform},
-            exclude_device_id=device.id,
-        )
-    return Registered(device=device, is_new=True)
+    return Registered(device=device, is_new=True, other_device_ids=[d.id for d in others])
 
 
 def remove_device(txn: Txn, user_id: str, device_id: str) -> Device | None:
