@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import errno
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.api_helpers import register, upload_file
+from vault.app import VaultApp
 from vault.chunks import ChunkStore
 from vault.chunks.backend import BackendClosed
 from vault.chunks.conformance import content, digest, read_backend
 from vault.chunks.loading import make_backend
 from vault.chunks.memory import MemoryBackend, MemoryOptions, MemoryStorage
-from vault.config import config_from_mapping
+from vault.config import Config, config_from_mapping
 
 
 async def test_instances_over_one_storage_share_chunks() -> None:
@@ -79,3 +84,18 @@ def test_the_entry_point_builds_an_empty_memory_backend(tmp_path: Path) -> None:
     backend = make_backend(config)
     assert isinstance(backend, MemoryBackend) and backend.storage.chunks == {}
     assert not (tmp_path / "chunks").exists()
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config(storage={"backend": "memory"})
+
+
+async def test_a_node_runs_on_the_memory_backend(app: VaultApp, client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(200 * 1024)
+    entry = await upload_file(client, headers, data, chunk_size=64 * 1024)
+    response = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+    assert response.status_code == 200 and await response.get_data() == data
+    backend = app.node.chunks.backend
+    assert isinstance(backend, MemoryBackend) and len(backend.storage.chunks) == 4

@@ -1,6 +1,9 @@
-"""Content-addressed chunk storage: a verifying store over pluggable backends."""
+"""Content-addressed chunk storage: a verifying store over pluggable backends.
 
-from vault.chunks.backend import BackendStats, ChunkBackend, ChunkWriter
+Plugins import from ``vault.plugin_api``, not from here; this package is the node's own.
+"""
+
+from vault.chunks.backend import BackendClosed, BackendOptions, BackendStats, ChunkBackend, ChunkWriter
 from vault.chunks.ids import ChunkId, chunk_id_from_hex
 from vault.chunks.store import (
     MAX_CHUNK_SIZE,
@@ -14,6 +17,8 @@ from vault.chunks.store import (
 
 __all__ = [
     "MAX_CHUNK_SIZE",
+    "BackendClosed",
+    "BackendOptions",
     "BackendStats",
     "ChunkBackend",
     "ChunkCorrupt",
