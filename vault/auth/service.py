@@ -22,7 +22,7 @@ from vault.auth.records import RefreshToken, User
 from vault.auth.tokens import AccessClaims, KeyRing, sign_access_token, token_kid, verify_access_token
 from vault.clock import Clock
 from vault.config import Config
-from vault.devices import service as devices
+from vault.devices import registry as devices
 from vault.devices.activity import ActivityTracker
 from vault.devices.records import Device, DeviceInfo
 from vault.ids import new_id

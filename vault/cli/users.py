@@ -20,7 +20,7 @@ from vault.auth.tokens import KeyRing
 from vault.cli.common import CommandError, check_plugins, config_from_args
 from vault.clock import rfc3339
 from vault.config import Config
-from vault.devices import service as devices
+from vault.devices import registry as devices
 from vault.devices.records import Device
 from vault.errors import ValidationError
 from vault.meta import MetaStore, Txn

@@ -32,6 +32,7 @@ from vault.uploads.records import (
     UploadSession,
     chunk_key,
     load_session,
+    read_session,
     received_chunks,
     require_open,
 )
@@ -115,11 +116,9 @@ class TusService:
 
     async def status(self, user_id: str, upload_id: str) -> tuple[UploadSession, int]:
         """(session, offset); NOT_FOUND/410 for gone uploads."""
-        async with self.meta.snapshot() as txn:
-            upload = load_session(txn, user_id, upload_id)
-            if upload.via != "tus" or upload.status == "aborted":
-                raise errors.NotFound("No such upload")
-            received = received_chunks(txn, upload_id)
+        upload, received = await self.offload.run(read_session, self.meta, user_id, upload_id)
+        if upload.via != "tus" or upload.status == "aborted":
+            raise errors.NotFound("No such upload")
         if upload.status == "expired" or (upload.status == "uploading" and upload.expires_at <= self.uploads.now):
             raise errors.UploadExpired()
         if upload.status == "completed":

@@ -34,6 +34,7 @@ from vault.uploads.records import (
     UploadSession,
     chunk_prefix,
     load_session,
+    read_session,
     received_chunks,
     require_open,
 )
@@ -74,12 +75,11 @@ class Completion:
     ) -> FileRecord:
         """Create the file from a fully received upload; idempotent (completing twice answers the
         same file). ``checksum=None``: check against the one declared at init, if any (tus)."""
-        async with self.meta.snapshot() as txn:
-            upload = load_session(txn, user_id, upload_id)
-            if upload.status == "completed" and upload.file_id:
+        upload, received = await self.offload.run(read_session, self.meta, user_id, upload_id)
+        if upload.status == "completed" and upload.file_id:
+            async with self.meta.snapshot() as txn:
                 return queries.get_file(txn, upload.user_id, upload.file_id)
-            require_open(upload, self.clock.now())
-            received = received_chunks(txn, upload_id)
+        require_open(upload, self.clock.now())
         chunks = _ordered_chunks(upload, received)
         expected = checksum if checksum is not None else _declared(upload)
         if self.running.current(upload.id) is not None:

@@ -9,7 +9,7 @@ import msgspec
 
 from vault import errors
 from vault.clock import rfc3339
-from vault.meta import Table, Txn
+from vault.meta import MetaStore, Table, Txn
 
 UploadStatus = Literal["uploading", "completed", "aborted", "expired"]
 
@@ -82,3 +82,10 @@ def require_open(upload: UploadSession, now: float) -> None:
 def received_chunks(txn: Txn, upload_id: str) -> dict[int, ReceivedChunk]:
     """The chunks (or tus pieces) received so far, by index."""
     return {index_of(k): v for k, v in txn.scan(UPLOAD_CHUNKS, chunk_prefix(upload_id))}
+
+
+def read_session(meta: MetaStore, user_id: str, upload_id: str) -> tuple[UploadSession, dict[int, ReceivedChunk]]:
+    """A session and what it received, read in one snapshot. A scan that grows with the number of
+    chunks (a 10 GB file in 64 KiB chunks has 160,000): call it in a worker thread."""
+    with meta.read() as txn:
+        return load_session(txn, user_id, upload_id), received_chunks(txn, upload_id)

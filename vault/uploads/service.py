@@ -43,7 +43,7 @@ from vault.uploads.records import (
     UploadSession,
     chunk_key,
     load_session,
-    received_chunks,
+    read_session,
     require_open,
 )
 from vault.uploads.running import RunningDigests
@@ -208,9 +208,7 @@ class UploadService:
     # -- sessions ------------------------------------------------------------------------------
 
     async def state(self, user_id: str, upload_id: str) -> UploadState:
-        async with self.meta.snapshot() as txn:
-            upload = load_session(txn, user_id, upload_id)
-            received = received_chunks(txn, upload_id)
+        upload, received = await self.offload.run(read_session, self.meta, user_id, upload_id)
         status = upload.status
         if status == "uploading" and upload.expires_at <= self.now:
             status = "expired"
