@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from vault.numbers import ascii_int
 from vault.units import parse_duration, parse_size
 
 # The bounds a chunk size may take (API.md: uploadOptions.chunkSize within [64 KiB, 64 MiB]).
@@ -179,7 +180,7 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
 
 def _check_bind(bind: str, key: str) -> None:
     host, sep, port = bind.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or ascii_int(port) is None or not 0 <= int(port) < 65536:
         raise ConfigError(f"config key {key}: expected HOST:PORT, got {bind!r}")
 
 

@@ -35,7 +35,10 @@ def parse_size(value: str | int) -> int:
     match = _SIZE_RE.match(value)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"invalid size {value!r}: use e.g. 64KiB, 5GiB, 1TiB or a byte count")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    try:
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    except OverflowError:  # hundreds of digits: float() gives inf
+        raise ValueError(f"invalid size {value!r}: too large") from None
 
 
 def parse_duration(value: str | int | float) -> float:

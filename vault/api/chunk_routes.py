@@ -9,6 +9,7 @@ from vault import errors
 from vault.api.raw import RawRequest, RawResponse, RawRoute, json_raw
 from vault.api.routing import RouteDoc
 from vault.checksums import parse_checksum
+from vault.numbers import ascii_int
 from vault.principal import Principal
 from vault.uploads.wire import ChunkReceipt
 
@@ -20,9 +21,10 @@ _CONTENT_RANGE = re.compile(r"^bytes ([0-9]{1,20})-([0-9]{1,20})/([0-9]{1,20})$"
 async def put_chunk(req: RawRequest) -> RawResponse:
     principal = await req.node.authenticate(req.header("authorization"))
     raw_index = req.params["index"]
-    if not raw_index.isdigit() or len(raw_index) > 9:
+    index = ascii_int(raw_index, max_digits=9)
+    if index is None:
         raise errors.ValidationError("chunk index must be a non-negative integer")
-    return await _receive(req, principal, int(raw_index))
+    return await _receive(req, principal, index)
 
 
 async def put_ranged_chunk(req: RawRequest) -> RawResponse:

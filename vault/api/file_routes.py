@@ -20,6 +20,7 @@ from vault.files.paths import normalize_folder, servable_mime
 from vault.files.ranges import Unsatisfiable, parse_range
 from vault.files.records import FileEntry, FileRecord, Manifest, file_entry
 from vault.meta import MetaStore
+from vault.numbers import ascii_int
 from vault.wire import WireAnswer, WireRequest
 
 log = logging.getLogger("vault.api")
@@ -50,14 +51,15 @@ class ListQuery(WireRequest):
 
 def _page_args(ctx: Ctx) -> tuple[int, str | None]:
     raw_limit = ctx.request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    limit = ascii_int(raw_limit)
+    if limit is None or not 1 <= limit <= MAX_PAGE:
         raise errors.ValidationError(f"limit must be between 1 and {MAX_PAGE}", details={"field": "limit"})
     cursor = ctx.request.args.get("cursor")
     if not cursor:
-        return int(raw_limit), None
+        return limit, None
     try:
         padded = cursor.encode() + b"=" * (-len(cursor) % 4)
-        return int(raw_limit), base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+        return limit, base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
     except (ValueError, UnicodeError):
         raise errors.ValidationError("cursor is not one this node gave out", details={"field": "cursor"}) from None
 

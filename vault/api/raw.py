@@ -23,6 +23,7 @@ from vault.api.error_mapping import as_vault_error, error_parts
 from vault.api.json_codec import encode_json
 from vault.api.origin import public_origin
 from vault.api.request_log import CLIENT_GONE, log_request
+from vault.numbers import ascii_int
 
 if TYPE_CHECKING:
     from vault.node import Node
@@ -64,9 +65,10 @@ class RawRequest:
         raw = self.header("content-length")
         if raw is None:
             return None
-        if not raw.isdigit():
+        length = ascii_int(raw.strip())
+        if length is None:
             raise errors.ValidationError("Content-Length must be a non-negative integer")
-        return int(raw)
+        return length
 
     async def body(self, read_timeout: float | None = None) -> AsyncIterator[bytes]:
         """The body, piece by piece as Hypercorn hands it over. Each wait is limited

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from vault import errors
 from vault.api.raw import ClientDisconnected, RawRequest, RawResponse, RawRoute, error_raw
 from vault.files.paths import normalize_folder, normalize_mime, normalize_name
+from vault.numbers import ascii_int
 from vault.tus.protocol import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -137,11 +138,12 @@ async def _patch(req: RawRequest, tus: TusService, user_id: str, upload_id: str)
     if (req.header("content-type") or "").split(";")[0].strip().lower() != OFFSET_CONTENT_TYPE:
         raise errors.UnsupportedMediaType(f"PATCH needs Content-Type: {OFFSET_CONTENT_TYPE}")
     raw_offset = req.header("upload-offset")
-    if raw_offset is None or not raw_offset.isdigit():
+    wanted_offset = ascii_int(raw_offset or "")
+    if wanted_offset is None:
         raise errors.ValidationError("Upload-Offset must be a non-negative integer")
     async with tus.exclusive(upload_id):
         upload, offset = await tus.status(user_id, upload_id)
-        if upload.status == "completed" or int(raw_offset) != offset:
+        if upload.status == "completed" or wanted_offset != offset:
             error = errors.Conflict("Upload-Offset does not match the upload's offset")
             return error_raw(error, req.request_id, headers=_tus_headers([("upload-offset", str(offset))]))
         new_offset = await _receive(req, tus, user_id, upload, offset)
@@ -154,9 +156,9 @@ async def _create(req: RawRequest, tus: TusService, user_id: str, device_id: str
     if req.header("upload-defer-length"):
         raise errors.ValidationError("Upload-Defer-Length is not supported; send Upload-Length")
     raw_length = req.header("upload-length")
-    if raw_length is None or not raw_length.isdigit():
+    size = ascii_int(raw_length or "")
+    if size is None:
         raise errors.ValidationError("Upload-Length must be a non-negative integer")
-    size = int(raw_length)
     if size > MAX_FILE_SIZE:
         raise errors.PayloadTooLarge("Upload-Length exceeds Tus-Max-Size")
     meta = parse_metadata(req.header("upload-metadata"))

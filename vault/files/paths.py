@@ -64,7 +64,9 @@ def split_path(path: str, field: str = "remotePath") -> tuple[str, str]:
     return normalize_folder(folder or "/", field), normalize_name(name, field)
 
 
-_MIME_RE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}( *;[ -~]{0,200})?$")
+# Matched with fullmatch: "$" would also match before a final newline, and a stored "image/jpeg\n"
+# would then break every download of the file (no header may hold a newline).
+_MIME_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}( *;[ -~]{0,200})?")
 DEFAULT_MIME = "application/octet-stream"
 
 
@@ -72,11 +74,11 @@ def normalize_mime(value: str | None, field: str = "mimeType") -> str:
     """A ``type/subtype`` media type (parameters allowed), safe to send back as Content-Type."""
     if not value:
         return DEFAULT_MIME
-    if not _MIME_RE.match(value):
+    if not _MIME_RE.fullmatch(value):
         raise errors.ValidationError(f"{field} must be a media type such as image/jpeg", details={"field": field})
     return value
 
 
 def servable_mime(value: str) -> str:
     """The stored media type if it is a valid header value, else ``application/octet-stream``."""
-    return value if value and _MIME_RE.match(value) else DEFAULT_MIME
+    return value if value and _MIME_RE.fullmatch(value) else DEFAULT_MIME

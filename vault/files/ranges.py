@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from vault.files.records import ChunkRef
+from vault.numbers import MAX_DIGITS, is_ascii_digits
 
 
 class Unsatisfiable(Exception):
@@ -26,21 +27,24 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not dash:
         return None
     first, last = first.strip(), last.strip()
+    if (first and not is_ascii_digits(first)) or (last and not is_ascii_digits(last)):
+        return None
     if first == "":
-        if not last.isdigit():
+        if not last:
             return None
-        suffix = int(last)
+        # A suffix longer than any file is the whole file (clamped before int() sees it).
+        suffix = size if len(last) > MAX_DIGITS else int(last)
         if suffix == 0 or size == 0:
             raise Unsatisfiable()
         return max(0, size - suffix), size - 1
-    if not first.isdigit() or (last and not last.isdigit()):
-        return None
+    if len(first) > MAX_DIGITS:
+        raise Unsatisfiable()  # starts past the end of any file
     start = int(first)
-    if last and int(last) < start:
+    end = size - 1 if not last or len(last) > MAX_DIGITS else int(last)
+    if last and len(last) <= MAX_DIGITS and end < start:
         return None
     if start >= size:
         raise Unsatisfiable()
-    end = int(last) if last else size - 1
     return start, min(end, size - 1)
 
 
