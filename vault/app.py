@@ -8,6 +8,7 @@ import msgspec
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
+from vault.api import auth_routes, chunk_routes, device_routes, file_routes, tus_routes, upload_routes
 from vault.api.envelope import current_request_id, error_response
 from vault.api.error_mapping import as_vault_error
 from vault.api.openapi import build_openapi
@@ -40,14 +41,10 @@ class VaultApp(QuartTrio):
 
 def _routers() -> list[ApiRouter]:
     """Every API router of the node, in the order their routes are documented."""
-    from vault.api import auth_routes, device_routes, file_routes, upload_routes
-
     return [auth_routes.router, device_routes.router, upload_routes.router, file_routes.router]
 
 
 def _raw_routes() -> list[RawRoute]:
-    from vault.api import chunk_routes, tus_routes
-
     return [*chunk_routes.routes(), *tus_routes.routes()]
 
 
@@ -69,8 +66,6 @@ def create_app(
     routers = _routers()
     for router in routers:
         app.register_blueprint(router.blueprint)
-    from vault.api import chunk_routes
-
     docs = [d for r in routers for d in r.docs] + chunk_routes.docs()
     app.openapi_document = msgspec.json.encode(build_openapi(docs))
     _install_hooks(app)

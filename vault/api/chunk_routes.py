@@ -63,29 +63,26 @@ def routes() -> list[RawRoute]:
 
 def docs() -> list[RouteDoc]:
     """OpenAPI entries for the raw routes (their bodies are bytes, their answers structs)."""
+    checksum = "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>"
     return [
-        RouteDoc(
-            method="PUT",
-            path=CHUNK_PATH,
-            summary="Upload one chunk's raw bytes (application/octet-stream); "
-            "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>",
-            body=None,
-            response=ChunkReceipt,
-            auth=True,
-            status=200,
-            envelope=True,
-            tags=["uploads"],
-        ),
-        RouteDoc(
-            method="PUT",
-            path=FILE_PATH,
-            summary="Upload one chunk's raw bytes to the file's uploadUrl, naming the chunk with "
-            "Content-Range: bytes START-END/SIZE (its planned range); optional X-Chunk-Checksum",
-            body=None,
-            response=ChunkReceipt,
-            auth=True,
-            status=200,
-            envelope=True,
-            tags=["uploads"],
+        _doc(CHUNK_PATH, f"Upload one chunk's raw bytes (application/octet-stream); {checksum}"),
+        _doc(
+            FILE_PATH,
+            "Upload one chunk's raw bytes to the file's uploadUrl, naming the chunk with "
+            f"Content-Range: bytes START-END/SIZE (its planned range); {checksum}",
         ),
     ]
+
+
+def _doc(path: str, summary: str) -> RouteDoc:
+    return RouteDoc(
+        method="PUT",
+        path=path,
+        summary=summary,
+        body=None,
+        response=ChunkReceipt,
+        auth=True,
+        status=200,
+        envelope=True,
+        tags=["uploads"],
+    )
