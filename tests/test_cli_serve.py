@@ -121,3 +121,18 @@ def test_an_unknown_plugin_name_stops_serve_with_one_line_naming_the_key_and_wha
         f"vault: config key {key}: no {group} plugin named {name!r} (available: {_installed(group)})"
     ]
     assert not (tmp_path / "d").exists()  # refused before it did anything
+
+
+def test_a_wrong_backend_option_stops_serve_with_one_line_before_it_does_anything(tmp_path: Path) -> None:
+    path = tmp_path / "vault.toml"
+    path.write_text('[storage]\nbackend = "fs"\n[storage.options]\nfsync_every = 3\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "vault.cli", "serve", "--config", str(path), "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("vault: config key storage.options.fsync_every: ")
+    assert not (tmp_path / "d").exists()

@@ -57,7 +57,6 @@ from vault.chunks.conformance import (
     Harness,
     NotApplicable,
     check_name,
-    check_provider,
     memory_harness,
     run_all,
     run_check,
@@ -70,6 +69,7 @@ from vault.config import Config, PlanConfig
 from vault.lmdb_gate import ReadGate
 from vault.lmdb_writer import LmdbWriter, Pending
 from vault.policies import UNLIMITED, Account, PlanPolicy
+from vault.push.conformance import check_provider
 from vault.push.provider import (
     Delivered,
     Outcome,

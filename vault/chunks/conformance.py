@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import blake3
-import msgspec
 import trio
 
 from vault.chunks.backend import BackendOptions, BackendStats, ChunkBackend, ChunkWriter
@@ -70,15 +69,7 @@ from vault.chunks.store import (
     ChunkStore,
     ChunkTooLarge,
 )
-from vault.push.provider import (
-    Delivered,
-    ProviderOptions,
-    PushMessage,
-    PushProvider,
-    PushRegistration,
-    RegistrationGone,
-    RetryLater,
-)
+from vault.plugin_checks import expect, expect_refuses_unknown_key
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -227,12 +218,6 @@ async def store_many(store: ChunkStore, count: int, seed: int, size: int = 4 * K
         result = await store.put_bytes(content(size + index, seed + index))
         ids.append(result.chunk_id)
     return ids
-
-
-def expect(condition: bool, message: str) -> None:
-    """A failed expectation (independent of ``python -O``, unlike ``assert``)."""
-    if not condition:
-        raise AssertionError(message)
 
 
 async def expect_raises(kind: type[BaseException], action: Awaitable[object], what: str) -> BaseException:
@@ -621,62 +606,9 @@ async def check_too_large(harness: Harness) -> None:
     await expect_no_leftovers(harness, "a refused large put left staged data behind")
 
 
-_UNKNOWN_KEY = "no_such_option_in_any_backend"
-
-
-def expect_refuses_unknown_key(kind: type[msgspec.Struct], what: str) -> None:
-    """Decoding ``{unknown: 1}`` into an options struct fails, naming the key."""
-    try:
-        msgspec.convert({_UNKNOWN_KEY: 1}, kind)
-    except msgspec.ValidationError as exc:
-        expect(_UNKNOWN_KEY in str(exc), f"{what}: the error does not name the unknown key: {exc}")
-    else:
-        raise AssertionError(f"{what}: an unknown key was accepted")
-
-
 @_covers()
 async def check_options_struct(harness: Harness) -> None:
     """The backend's ``Options`` is a ``BackendOptions`` struct that refuses unknown keys by name."""
     kind = type(harness.make()).Options
     expect(isinstance(kind, type) and issubclass(kind, BackendOptions), "Options is not a BackendOptions subclass")
     expect_refuses_unknown_key(kind, "backend Options")
-
-
-# -- push providers ------------------------------------------------------------------------------
-
-SAMPLE_REGISTRATIONS = (
-    PushRegistration(device_id="conformance-android", platform="android", push_token="conformance-token-android"),
-    PushRegistration(device_id="conformance-ios", platform="ios", push_token="0" * 64),
-    PushRegistration(
-        device_id="conformance-web",
-        platform="web",
-        push_token='{"endpoint": "https://push.invalid/conformance", "keys": {"p256dh": "", "auth": ""}}',
-    ),
-)
-SAMPLE_MESSAGES = (
-    PushMessage(category="uploads", title="Upload finished", body="3 photos", created_at=0.0, data={"n": 3}),
-    PushMessage(category="sync", title="", body="", created_at=0.0, silent=True),
-)
-
-
-async def check_provider(provider: PushProvider) -> None:
-    """Smoke-test a ``vault.push`` provider: its options, open/close, and an outcome for each send.
-
-    ``provider`` is constructed but not opened. The samples go to tokens no service knows, so point
-    a real provider at a test endpoint; any of the three outcomes is an answer, an exception is not.
-    """
-    kind = type(provider).Options
-    expect(isinstance(kind, type) and issubclass(kind, ProviderOptions), "Options is not a ProviderOptions subclass")
-    expect(isinstance(provider.options, kind), f"provider.options is not a {kind.__name__}")
-    expect_refuses_unknown_key(kind, "provider Options")
-    await provider.open()
-    try:
-        for registration in SAMPLE_REGISTRATIONS:
-            for message in SAMPLE_MESSAGES:
-                outcome = await provider.send(registration, message)
-                where = f"send to a {registration.platform} registration"
-                expect(isinstance(outcome, Delivered | RetryLater | RegistrationGone), f"{where}: got {outcome!r}")
-                if isinstance(outcome, RetryLater):
-                    expect(outcome.delay is None or outcome.delay >= 0, f"{where}: negative retry delay")
-    finally:
-        await provider.close()

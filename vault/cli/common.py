@@ -8,6 +8,7 @@ import sys
 from collections.abc import Collection
 
 from vault import plugins
+from vault.chunks.loading import backend_options
 from vault.config import Config, ConfigError, load_config
 
 ALL_PLUGIN_GROUPS = (plugins.BACKENDS, plugins.POLICIES, plugins.PUSH)
@@ -49,6 +50,12 @@ def check_plugins(config: Config, groups: Collection[str] = ALL_PLUGIN_GROUPS) -
                 plugins.require(group, name)
             except plugins.PluginNotFound as exc:
                 raise ConfigError(f"config key {key}: {exc}") from None
+    if plugins.BACKENDS in groups:
+        # The backend's own options too: a wrong [storage.options] key is one line naming it.
+        try:
+            backend_options(config)
+        except (TypeError, ImportError) as exc:
+            raise ConfigError(f"config key storage.backend: {exc}") from None
 
 
 def setup_logging(level: str = "info", *, json_lines: bool = True) -> None:

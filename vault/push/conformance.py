@@ -1,0 +1,51 @@
+"""The conformance check a ``vault.push`` provider runs on itself (``check_provider``)."""
+
+from __future__ import annotations
+
+from vault.plugin_checks import expect, expect_refuses_unknown_key
+from vault.push.provider import (
+    Delivered,
+    ProviderOptions,
+    PushMessage,
+    PushProvider,
+    PushRegistration,
+    RegistrationGone,
+    RetryLater,
+)
+
+SAMPLE_REGISTRATIONS = (
+    PushRegistration(device_id="conformance-android", platform="android", push_token="conformance-token-android"),
+    PushRegistration(device_id="conformance-ios", platform="ios", push_token="0" * 64),
+    PushRegistration(
+        device_id="conformance-web",
+        platform="web",
+        push_token='{"endpoint": "https://push.invalid/conformance", "keys": {"p256dh": "", "auth": ""}}',
+    ),
+)
+SAMPLE_MESSAGES = (
+    PushMessage(category="uploads", title="Upload finished", body="3 photos", created_at=0.0, data={"n": 3}),
+    PushMessage(category="sync", title="", body="", created_at=0.0, silent=True),
+)
+
+
+async def check_provider(provider: PushProvider) -> None:
+    """Smoke-test a ``vault.push`` provider: its options, open/close, and an outcome for each send.
+
+    ``provider`` is constructed but not opened. The samples go to tokens no service knows, so point
+    a real provider at a test endpoint; any of the three outcomes is an answer, an exception is not.
+    """
+    kind = type(provider).Options
+    expect(isinstance(kind, type) and issubclass(kind, ProviderOptions), "Options is not a ProviderOptions subclass")
+    expect(isinstance(provider.options, kind), f"provider.options is not a {kind.__name__}")
+    expect_refuses_unknown_key(kind, "provider Options")
+    await provider.open()
+    try:
+        for registration in SAMPLE_REGISTRATIONS:
+            for message in SAMPLE_MESSAGES:
+                outcome = await provider.send(registration, message)
+                where = f"send to a {registration.platform} registration"
+                expect(isinstance(outcome, Delivered | RetryLater | RegistrationGone), f"{where}: got {outcome!r}")
+                if isinstance(outcome, RetryLater):
+                    expect(outcome.delay is None or outcome.delay >= 0, f"{where}: negative retry delay")
+    finally:
+        await provider.close()
