@@ -54,6 +54,8 @@ def _v1_to_v2(txn: Txn) -> None:
                 "checksum": f"blake3:{record.blake3}",
                 "size": record.size,
                 "version": record.version,
+                "mime_type": record.mime_type,
+                "modified_at": record.modified_at,
             }
         seq = int.from_bytes(key[-8:], "big")
         txn.put(

@@ -257,6 +257,8 @@ class ChangeTxn:
             at=self.now,
             previous_folder=previous[0] if previous else None,
             previous_name=previous[1] if previous else None,
+            mime_type=record.mime_type,
+            modified_at=record.modified_at,
         )
 
 

@@ -16,7 +16,13 @@ import msgspec
 
 from vault.meta import Table, Txn
 
-JournalOp = Literal["created", "updated", "moved", "deleted", "folder_created"]
+# File operations: "created" (a new file), "updated" (new content), "moved" (renamed and/or moved),
+# "deleted" (to the trash), "restored" (back from the trash: new to a client that saw the delete).
+# Folder operations (``file_id`` is ""): "folder_created", "folder_moved", "folder_deleted"; a folder
+# move or delete also writes one file entry per file it carried, so a client never needs to list.
+JournalOp = Literal[
+    "created", "updated", "moved", "deleted", "restored", "folder_created", "folder_moved", "folder_deleted"
+]
 _SEQ = struct.Struct(">Q")
 
 
@@ -31,6 +37,8 @@ class JournalEntry(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     size: int
     device_id: str | None  # the device whose request made the change (None: the node itself)
     at: float
+    mime_type: str = ""
+    modified_at: float = 0.0  # the file's own modification time (as its entry shows it)
     previous_folder: str | None = None  # where a moved or renamed file was before
     previous_name: str | None = None
 
