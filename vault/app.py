@@ -8,7 +8,17 @@ import msgspec
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from vault.api import auth_routes, chunk_routes, device_routes, file_routes, tus_routes, upload_routes
+from vault.api import (
+    auth_routes,
+    chunk_routes,
+    device_routes,
+    file_routes,
+    folder_routes,
+    sync_routes,
+    trash_routes,
+    tus_routes,
+    upload_routes,
+)
 from vault.api.envelope import current_request_id, error_response
 from vault.api.error_mapping import as_vault_error
 from vault.api.openapi import build_openapi
@@ -41,7 +51,15 @@ class VaultApp(QuartTrio):
 
 def _routers() -> list[ApiRouter]:
     """Every API router of the node, in the order their routes are documented."""
-    return [auth_routes.router, device_routes.router, upload_routes.router, file_routes.router]
+    return [
+        auth_routes.router,
+        device_routes.router,
+        upload_routes.router,
+        file_routes.router,
+        sync_routes.router,
+        folder_routes.router,
+        trash_routes.router,
+    ]
 
 
 def _raw_routes() -> list[RawRoute]:

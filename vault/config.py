@@ -94,9 +94,26 @@ class UploadsConfig(_Section):
     gc_grace: Seconds = Seconds(3600)
 
 
+class FilesConfig(_Section):
+    """``[files]``: how long the trash and earlier versions keep content, and how often the node
+    purges what is past that (``vault.files.reclaim``)."""
+
+    trash_retention: Seconds = Seconds(30 * 86400)
+    version_retention: Seconds = Seconds(30 * 86400)
+    reclaim_interval: Seconds = Seconds(3600)
+
+
 class WebhookConfig(_Section):
     url: str = ""
     timeout: Seconds = Seconds(10)
+
+
+class SyncConfig(_Section):
+    # Deletions (and every other change) are remembered this long; an older sync token answers
+    # resetRequired, so a client resyncs instead of silently missing a delete.
+    journal_retention: Seconds = Seconds(90 * 86400)
+    # How often the node prunes journal entries past their retention.
+    prune_interval: Seconds = Seconds(3600)
 
 
 class PushConfig(_Section):
@@ -110,7 +127,9 @@ class Config(_Section):
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     plans: PlansConfig = msgspec.field(default_factory=PlansConfig)
     uploads: UploadsConfig = msgspec.field(default_factory=UploadsConfig)
+    files: FilesConfig = msgspec.field(default_factory=FilesConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
+    sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
 
     @property
     def data_path(self) -> Path:

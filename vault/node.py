@@ -7,12 +7,13 @@ see the node; HTTP handlers reach the services through it (``Ctx.node``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
 
 from vault.auth.service import AuthService
-from vault.background import BackgroundTasks
+from vault.background import BackgroundTasks, Task
 from vault.chunks import ChunkBackend, ChunkStore
 from vault.chunks.loading import make_backend
 from vault.chunks.refguard import RefGuard
@@ -23,6 +24,7 @@ from vault.devices.activity import ActivityTracker
 from vault.devices.service import DeviceService
 from vault.files.changes import FileChanges
 from vault.files.feed import ChangeFeed
+from vault.files.reclaim import reclaim_expired
 from vault.gc import collect_garbage
 from vault.meta import META
 from vault.meta_upgrades import metadata_store
@@ -31,6 +33,8 @@ from vault.notifications.upload_outcomes import record_upload_outcome
 from vault.offload import Offload
 from vault.policies import PlanPolicy, load_policy
 from vault.principal import Principal
+from vault.sync.retention import prune as prune_journal
+from vault.sync.service import SyncService
 from vault.tus.service import TusService
 from vault.uploads.intake import PieceIntake
 from vault.uploads.service import UploadService
@@ -84,6 +88,15 @@ class Node:
             on_outcome=record_upload_outcome,
         )
         self.tus = TusService(self.uploads)
+        self.sync = SyncService(
+            meta=self.meta,
+            changes=self.changes,
+            feed=self.feed,
+            uploads=self.uploads,
+            clock=self.clock,
+            offload=self.offload,
+            quota_of=self.auth.storage_quota,
+        )
 
     async def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,11 +104,26 @@ class Node:
         await trio.to_thread.run_sync(self.node_lock.acquire)
         await self.meta.open()
         await self.auth.open()
+        await self.sync.open()
         await self.chunks.open()
 
     async def run_background(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Periodic work (expiry, GC) and spawned work, until ``close``; start with ``nursery.start``."""
-        await self.background.run([self._collect_periodically] if self._periodic else [], task_status=task_status)
+        await self.background.run(self.periodic_tasks() if self._periodic else [], task_status=task_status)
+
+    def periodic_tasks(self) -> list[Task]:
+        """The node's periodic work, each a loop that sleeps its interval between runs."""
+        return [
+            _every(self.config.uploads.gc_interval, self.collect_garbage, "upload expiry or garbage collection"),
+            _every(self.config.sync.prune_interval, self.prune_journal, "journal pruning"),
+            _every(self.config.files.reclaim_interval, self.reclaim, "trash and version reclaiming"),
+        ]
+
+    async def prune_journal(self) -> None:
+        """Forget journal entries older than ``[sync] journal_retention``."""
+        pruned = await prune_journal(self.meta, self.clock.now() - float(self.config.sync.journal_retention))
+        if pruned:
+            log.info("pruned %d journal entries past their retention", pruned)
 
     async def close(self) -> None:
         """Stop the background tasks and wait for them, then close the stores (which wait for any
@@ -104,15 +132,6 @@ class Node:
         await self.chunks.close()
         await self.meta.close()
         await trio.to_thread.run_sync(self.node_lock.release)
-
-    async def _collect_periodically(self) -> None:
-        interval = max(1.0, float(self.config.uploads.gc_interval))
-        while True:
-            await trio.sleep(interval)
-            try:
-                await self.collect_garbage()
-            except Exception:
-                log.exception("upload expiry or garbage collection failed; will retry")
 
     async def collect_garbage(self) -> None:
         """Expire upload sessions, then reclaim chunks unreferenced for ``uploads.gc_grace``."""
@@ -130,6 +149,25 @@ class Node:
         )
         if report.deleted:
             log.info("reclaimed %d chunk(s), %d bytes", report.deleted, report.deleted_bytes)
+
+    async def reclaim(self) -> None:
+        """Purge trash entries and earlier versions past ``[files]`` retention (their chunks are
+        then the garbage collector's)."""
+        files = self.config.files
+        report = await reclaim_expired(
+            self.meta,
+            now=self.clock.now(),
+            trash_retention=float(files.trash_retention),
+            version_retention=float(files.version_retention),
+            offload=self.offload,
+        )
+        if report.files or report.versions:
+            log.info(
+                "purged %d trashed file(s) and %d earlier version(s), %d bytes",
+                report.files,
+                report.versions,
+                report.bytes,
+            )
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The caller of a bearer-authenticated route (``vault.auth.service``)."""
@@ -150,3 +188,17 @@ class Node:
             log.exception("health: chunk store unreadable")
             return "chunk store cannot be read"
         return None
+
+
+def _every(interval: float, work: Callable[[], Awaitable[None]], what: str) -> Task:
+    """A loop running ``work`` every ``interval`` seconds; a failure is logged and retried."""
+
+    async def loop() -> None:
+        while True:
+            await trio.sleep(max(1.0, float(interval)))
+            try:
+                await work()
+            except Exception:
+                log.exception("%s failed; will retry", what)
+
+    return loop

@@ -16,3 +16,8 @@ class WireRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rena
 
 class WireAnswer(msgspec.Struct, kw_only=True, rename="camel"):
     """Base of every struct sent to a client."""
+
+
+class WireQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """Base of a route's query parameters (decoded from strings; parameters it does not know,
+    such as a client's cache-buster, are ignored)."""

@@ -58,7 +58,7 @@ def current_request_id() -> str:
     return str(rid)
 
 
-def _describe(exc: msgspec.ValidationError | msgspec.DecodeError) -> tuple[str, dict[str, Any]]:
+def describe_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> tuple[str, dict[str, Any]]:
     text = str(exc)
     match = re.search(r" - at `\$\.?([^`]*)`$", text)
     message = text[: match.start()] if match else text
@@ -80,7 +80,7 @@ def decode(raw: bytes, kind: type[S]) -> S:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        message, details = _describe(exc)
+        message, details = describe_error(exc)
         raise errors.ValidationError(message, details=details or None) from None
     except msgspec.DecodeError:
         raise errors.ValidationError("request body is not valid JSON") from None

@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
 from quart import Blueprint, Request, Response, current_app, request
 
+from vault import errors
 from vault.api.compression import json_bytes_response_offloaded
-from vault.api.envelope import body_as, current_request_id, success_body
+from vault.api.envelope import body_as, current_request_id, describe_error, success_body
 from vault.api.json_codec import encode_json
 from vault.api.origin import public_origin
 from vault.principal import Principal
@@ -61,6 +63,25 @@ class RouteDoc:
 
 
 Handler = Callable[..., Awaitable[Any]]
+Q = TypeVar("Q")
+
+
+def query_as(ctx: Ctx, kind: type[Q]) -> Q:
+    """The request's query parameters decoded into ``kind`` (numbers from their text), or a
+    ``VALIDATION_ERROR`` naming the parameter."""
+    try:
+        return msgspec.convert(dict(ctx.request.args), kind, strict=False)
+    except msgspec.ValidationError as exc:
+        message, details = describe_error(exc)
+        raise errors.ValidationError(message, details=details or None) from None
+
+
+async def respond(ctx: Ctx, data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The success envelope around ``data`` with extra headers (an ETag, say)."""
+    response = await json_bytes_response_offloaded(encode_json(success_body(data)), ctx.node.offload, status)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 class ApiRouter:

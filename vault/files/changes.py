@@ -1,18 +1,24 @@
 """The one way to change a user's files and folders.
 
-Every change (a new file, a new version, a delete, a rename or move, a new folder) is described by
-one of the ``Change`` structs and applied by ``ChangeTxn.apply`` inside a metadata write
-transaction. That one function writes, atomically:
+Every change (a new file, a new version, a delete, a rename or move, a new folder, a folder moved
+or deleted with everything below it, a file restored from the trash or an earlier version made
+current) is described by one of the ``Change`` structs and applied by ``ChangeTxn.apply`` inside a
+metadata write transaction. That one function writes, atomically:
 
 - the file record and its index entries (path, content hash), and its manifest;
 - the chunk references the content holds (the caller hands over one reference per chunk);
 - the user's usage;
-- a journal entry with everything a syncing client needs;
+- a journal entry with everything a syncing client needs: exactly one per file the change touched
+  (a folder move or delete writes one per file it carried, then the folder's own entry);
 - whatever the subscribers registered with ``FileChanges.subscribe`` write (the push outbox, for
   example), in the same transaction, so they can never disagree with the change.
 
 ``FileChanges.write`` runs such a transaction and, once it committed, wakes everyone watching the
 changed users on the ``ChangeFeed``. Nothing that reacts to a change has to scan for it.
+
+A new version keeps the content it replaces (``vault.files.versions``) and a delete keeps the file
+(``vault.files.trash``): their references and usage stay until ``vault.files.reclaim`` purges them
+once their retention has passed (not a change a client sees: no journal entry).
 
 The expected current version (``expected_version``) makes a change conditional: ``None`` applies
 it whatever the current version, ``0`` requires that nothing exists yet, any other number must
@@ -28,11 +34,10 @@ import msgspec
 
 from vault import errors
 from vault.chunks.ids import ChunkId
-from vault.chunks.refs import decref
-from vault.files import journal, queries
+from vault.files import journal, queries, trash, versions
 from vault.files.feed import ChangeFeed
 from vault.files.journal import JournalEntry, JournalOp
-from vault.files.paths import parent_folders
+from vault.files.paths import MAX_FOLDER_BYTES, parent_folders
 from vault.files.records import (
     CONTENT_BY_HASH,
     FILES,
@@ -89,16 +94,46 @@ class MakeFolder(msgspec.Struct, frozen=True, kw_only=True):
     folder: str
 
 
-Change = PutContent | DeleteFile | MoveFile | MakeFolder
+class MoveFolder(msgspec.Struct, frozen=True, kw_only=True):
+    """Move (and/or rename) ``folder`` to the path ``to``, with every folder and file below it."""
+
+    folder: str
+    to: str
+
+
+class DeleteFolder(msgspec.Struct, frozen=True, kw_only=True):
+    """Delete ``folder`` and everything below it: every file goes to the trash."""
+
+    folder: str
+
+
+class RestoreFile(msgspec.Struct, frozen=True, kw_only=True):
+    """Bring a file back from the trash to its folder (recreated when missing), under a name like
+    ``a (restored 1).jpg`` when its own name was taken meanwhile."""
+
+    file_id: str
+
+
+class RestoreVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """Make a kept earlier content the file's newest version (the current one is kept in turn)."""
+
+    file_id: str
+    version: int
+
+
+Change = PutContent | DeleteFile | MoveFile | MakeFolder | MoveFolder | DeleteFolder | RestoreFile | RestoreVersion
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
     """What a change did: the file as it now is (``None`` for folders), its journal entry, and
-    the chunks whose last reference it dropped (garbage once committed)."""
+    the chunks whose last reference it dropped (garbage once committed). A folder move or delete
+    also lists the files it carried and their entries (written just before ``entry``)."""
 
     file: FileRecord | None
     entry: JournalEntry
     released: list[ChunkId] = msgspec.field(default_factory=list)
+    carried: list[FileRecord] = msgspec.field(default_factory=list)
+    carried_entries: list[JournalEntry] = msgspec.field(default_factory=list)
 
 
 # Called inside the change's transaction, after the change was written; raising undoes it all.
@@ -130,13 +165,30 @@ class ChangeTxn:
             applied = self._delete(change, user_id, device_id, expected_version)
         elif isinstance(change, MoveFile):
             applied = self._move(change, user_id, device_id, expected_version)
-        else:
+        elif isinstance(change, MakeFolder):
             applied = self._mkdir(change, user_id, device_id)
-        journal.append(self.txn, user_id, applied.entry)
-        for subscriber in self._subscribers:
-            subscriber(self.txn, user_id, applied.entry)
+        elif isinstance(change, MoveFolder):
+            applied = self._move_folder(change, user_id, device_id)
+        elif isinstance(change, DeleteFolder):
+            applied = self._delete_folder(change, user_id, device_id)
+        elif isinstance(change, RestoreFile):
+            applied = self._restore(change, user_id, device_id, expected_version)
+        else:
+            applied = self._restore_version(change, user_id, device_id, expected_version)
+        self._record(user_id, applied.entry)
         self.changed_users.add(user_id)
         return applied
+
+    def _record(self, user_id: str, entry: JournalEntry) -> None:
+        """Journal ``entry`` (its ``seq`` is the head + 1) and hand it to every subscriber."""
+        journal.append(self.txn, user_id, entry)
+        for subscriber in self._subscribers:
+            subscriber(self.txn, user_id, entry)
+
+    def touch(self, user_id: str) -> None:
+        """Wake ``user_id``'s watchers after the commit although no file changed (a conflict was
+        recorded or resolved: what ``sync/status`` answers changed all the same)."""
+        self.changed_users.add(user_id)
 
     # -- the changes ---------------------------------------------------------------------------
 
@@ -145,13 +197,12 @@ class ChangeTxn:
     ) -> Applied:
         txn, now = self.txn, self.now
         existing = queries.find_by_path(txn, user_id, change.folder, change.name)
-        _check_version(existing, expected)
+        check_version(existing, expected)
         usage = get_usage(txn, user_id)
-        freed = existing.size if existing is not None else 0
-        check_quota(usage, quota, max(0, change.size - freed), include_reserved=False)
-        released: list[ChunkId] = []
+        # The replaced content is kept as an earlier version, still counted: the whole new size counts.
+        check_quota(usage, quota, change.size, include_reserved=False)
         if existing is not None:
-            released = decref(txn, [ChunkId(c.chunk_id) for c in queries.manifest(txn, existing).chunks])
+            versions.keep(txn, existing, queries.manifest(txn, existing), now)
             _unindex_content(txn, existing)
             record = existing
             record.version += 1
@@ -177,30 +228,36 @@ class ChangeTxn:
         record.modified_at = change.modified_at if change.modified_at is not None else now
         record.updated_at = now
         record.metadata = dict(change.metadata)
-        usage.used += change.size - freed
+        usage.used += change.size
         put_usage(txn, user_id, usage)
         txn.put(FILES, record.id.encode(), record)
         txn.put(MANIFESTS, record.id.encode(), Manifest(list(change.chunks)))
         txn.put_bytes(FILES_BY_PATH, path_key(user_id, record.folder, record.name), record.id.encode())
         _index_content(txn, record)
         ensure_folders(txn, user_id, record.folder, now)
-        return Applied(file=record, entry=self._entry(user_id, op, record, device_id), released=released)
+        return Applied(file=record, entry=self._entry(user_id, op, record, device_id))
 
     def _delete(self, change: DeleteFile, user_id: str, device_id: str | None, expected: int | None) -> Applied:
         txn = self.txn
         record = queries.get_file(txn, user_id, change.file_id)
-        _check_version(record, expected)
-        txn.delete_key(FILES_BY_PATH, path_key(user_id, record.folder, record.name))
+        check_version(record, expected)
+        self._to_trash(record)
+        return Applied(file=record, entry=self._entry(user_id, "deleted", record, device_id))
+
+    def _to_trash(self, record: FileRecord) -> None:
+        """Out of the path and content indexes, into the trash (content, references and usage kept)."""
+        txn = self.txn
+        txn.delete_key(FILES_BY_PATH, path_key(record.user_id, record.folder, record.name))
         _unindex_content(txn, record)
         record.deleted_at = self.now
         record.updated_at = self.now
         txn.put(FILES, record.id.encode(), record)
-        return Applied(file=record, entry=self._entry(user_id, "deleted", record, device_id))
+        trash.put(txn, record)
 
     def _move(self, change: MoveFile, user_id: str, device_id: str | None, expected: int | None) -> Applied:
         txn = self.txn
         record = queries.get_file(txn, user_id, change.file_id)
-        _check_version(record, expected)
+        check_version(record, expected)
         folder = change.folder if change.folder is not None else record.folder
         name = change.name if change.name is not None else record.name
         before = (record.folder, record.name)
@@ -235,6 +292,117 @@ class ChangeTxn:
             at=self.now,
         )
         return Applied(file=None, entry=entry)
+
+    def _move_folder(self, change: MoveFolder, user_id: str, device_id: str | None) -> Applied:
+        txn, source, target = self.txn, change.folder, change.to
+        if source == "/":
+            raise errors.ValidationError("the root folder cannot be moved", details={"field": "folder"})
+        if not queries.folder_exists(txn, user_id, source):
+            raise errors.NotFound("No such folder")
+        if target == source or target.startswith(source + "/"):
+            raise errors.Conflict(f"{source} cannot be moved into itself", details={"folder": source, "to": target})
+        parent, _, name = target.rpartition("/")
+        parent = parent or "/"
+        if queries.folder_exists(txn, user_id, target) or queries.find_by_path(txn, user_id, parent, name):
+            raise errors.Conflict(f"{target} already exists", details={"folder": source, "to": target})
+        folders = queries.folders_below(txn, user_id, source)
+        files = queries.files_below(txn, user_id, source)
+        if any(len((target + path[len(source) :]).encode()) > MAX_FOLDER_BYTES for path in folders):
+            raise errors.ValidationError("the moved folders' paths would be too long", details={"field": "name"})
+        ensure_folders(txn, user_id, parent, self.now)
+        for path in folders:
+            key = folder_key(user_id, path)
+            kept = txn.get(FOLDERS, key) or FolderRecord(created_at=self.now)
+            txn.delete_key(FOLDERS, key)
+            txn.put(FOLDERS, folder_key(user_id, target + path[len(source) :]), kept)
+        entries: list[JournalEntry] = []
+        for record in files:
+            before = (record.folder, record.name)
+            txn.delete_key(FILES_BY_PATH, path_key(user_id, *before))
+            record.folder = target + record.folder[len(source) :]
+            txn.put_bytes(FILES_BY_PATH, path_key(user_id, record.folder, record.name), record.id.encode())
+            record.version += 1
+            record.updated_at = self.now
+            txn.put(FILES, record.id.encode(), record)
+            entries.append(self._entry(user_id, "moved", record, device_id, previous=before))
+            self._record(user_id, entries[-1])
+        entry = self._folder_entry(user_id, "folder_moved", target, device_id, previous_folder=source)
+        return Applied(file=None, entry=entry, carried=files, carried_entries=entries)
+
+    def _delete_folder(self, change: DeleteFolder, user_id: str, device_id: str | None) -> Applied:
+        txn, folder = self.txn, change.folder
+        if folder == "/":
+            raise errors.ValidationError("the root folder cannot be deleted", details={"field": "folder"})
+        if not queries.folder_exists(txn, user_id, folder):
+            raise errors.NotFound("No such folder")
+        files = queries.files_below(txn, user_id, folder)
+        entries: list[JournalEntry] = []
+        for record in files:
+            self._to_trash(record)
+            entries.append(self._entry(user_id, "deleted", record, device_id))
+            self._record(user_id, entries[-1])
+        for path in queries.folders_below(txn, user_id, folder):
+            txn.delete_key(FOLDERS, folder_key(user_id, path))
+        entry = self._folder_entry(user_id, "folder_deleted", folder, device_id)
+        return Applied(file=None, entry=entry, carried=files, carried_entries=entries)
+
+    def _restore(self, change: RestoreFile, user_id: str, device_id: str | None, expected: int | None) -> Applied:
+        txn = self.txn
+        record = trash.trashed_file(txn, user_id, change.file_id)
+        if record is None:
+            raise errors.NotFound("No such file in the trash")
+        check_version(record, expected)
+        trash.remove(txn, record)
+        ensure_folders(txn, user_id, record.folder, self.now)
+        record.name = trash.restored_name(txn, user_id, record.folder, record.name)
+        record.deleted_at = None
+        record.version += 1
+        record.updated_at = self.now
+        txn.put(FILES, record.id.encode(), record)
+        txn.put_bytes(FILES_BY_PATH, path_key(user_id, record.folder, record.name), record.id.encode())
+        _index_content(txn, record)
+        return Applied(file=record, entry=self._entry(user_id, "restored", record, device_id))
+
+    def _restore_version(
+        self, change: RestoreVersion, user_id: str, device_id: str | None, expected: int | None
+    ) -> Applied:
+        txn = self.txn
+        record = queries.get_file(txn, user_id, change.file_id)
+        check_version(record, expected)
+        # The kept content's references and usage move back to the file, and the current content's
+        # to a kept version of its own: the user's usage is unchanged.
+        kept, manifest = versions.take(txn, record, change.version)
+        versions.keep(txn, record, queries.manifest(txn, record), self.now)
+        _unindex_content(txn, record)
+        record.size = kept.size
+        record.mime_type = kept.mime_type
+        record.blake3 = kept.blake3
+        record.sha256 = kept.sha256
+        record.metadata = dict(kept.metadata)
+        record.modified_at = self.now  # the newest version, made now
+        record.version += 1
+        record.updated_at = self.now
+        txn.put(FILES, record.id.encode(), record)
+        txn.put(MANIFESTS, record.id.encode(), manifest)
+        _index_content(txn, record)
+        return Applied(file=record, entry=self._entry(user_id, "updated", record, device_id))
+
+    def _folder_entry(
+        self, user_id: str, op: JournalOp, folder: str, device_id: str | None, previous_folder: str | None = None
+    ) -> JournalEntry:
+        return JournalEntry(
+            seq=journal.head(self.txn, user_id) + 1,
+            op=op,
+            file_id="",
+            version=0,
+            folder=folder,
+            name="",
+            checksum=None,
+            size=0,
+            device_id=device_id,
+            at=self.now,
+            previous_folder=previous_folder,
+        )
 
     def _entry(
         self,
@@ -302,7 +470,8 @@ def ensure_folders(txn: Txn, user_id: str, folder: str, now: float) -> None:
             txn.put(FOLDERS, key, FolderRecord(created_at=now))
 
 
-def _check_version(current: FileRecord | None, expected: int | None) -> None:
+def check_version(current: FileRecord | None, expected: int | None) -> None:
+    """``CONFLICT`` naming the current file unless ``expected`` is ``None`` or its version."""
     if expected is None:
         return
     version = current.version if current is not None else 0

@@ -30,5 +30,13 @@ TABLE_NAMES: tuple[str, ...] = (
     "uploads",  # upload_id -> UploadSession
     "upload_chunks",  # upload_id/index -> received chunk
     "journal",  # user_id/seq -> JournalEntry
+    "journal_floor",  # user_id -> the newest seq pruned from the user's journal (vault.sync.retention)
+    "conflicts",  # user_id/conflict_id -> Conflict (vault.sync.conflicts)
+    "conflict_generation",  # user_id -> counter bumped by every conflict recorded or resolved
     "usage",  # user_id -> Usage
+    "trash",  # user_id/newest-first time/file_id -> b"" (a user's trash, newest first: vault.files.trash)
+    "trash_by_time",  # deleted_at/user_id/file_id -> b"" (every trashed file, oldest first: what expires)
+    "versions",  # file_id/version -> VersionRecord (the kept earlier contents of a file)
+    "version_manifests",  # file_id/version -> Manifest (an earlier content's chunks)
+    "versions_by_time",  # replaced_at/file_id/version -> b"" (every kept version, oldest first)
 )

@@ -1,0 +1,1 @@
+"""Delta sync: sync tokens, what changed since one, local changes and their conflicts."""
