@@ -15,6 +15,7 @@ from vault.meta_upgrades import metadata_store
 
 RAW_FILES = RawTable("files")
 RAW_JOURNAL = RawTable("journal")
+RAW_INDEX = RawTable("content_by_hash")
 
 
 class _V1File(msgspec.Struct, kw_only=True):
@@ -57,6 +58,8 @@ async def _write_v1(path: Path) -> None:
         key = b"user_a\x00" + (1).to_bytes(8, "big")
         txn.put_bytes(RAW_JOURNAL, key, msgspec.msgpack.encode(["file_1", "created", 5.0]))  # type: ignore[attr-defined]
         txn.put_bytes(META, b"schema_version", b"1")  # type: ignore[attr-defined]
+        # Schema 1's dedup index: one file id per content.
+        txn.put_bytes(RAW_INDEX, b"user_a\x00blake3:" + b"ab" * 32, b"file_1")  # type: ignore[attr-defined]
 
     await store.write(write)  # type: ignore[arg-type]
     await store.close()
@@ -76,6 +79,9 @@ async def test_a_schema_1_directory_is_upgraded_when_it_opens(tmp_path: Path) ->
                 (b"\x02" * 32, 8),
             ]
             (entry,) = journal.since(txn, "user_a", 0)
+            deduped = queries.find_by_content(txn, "user_a", "blake3", "ab" * 32)
+            assert deduped is not None and deduped.id == "file_1"
+            assert [k for k in txn.keys(RAW_INDEX)] == [b"user_a\x00blake3:" + b"ab" * 32 + b"\x00file_1"]
         assert (entry.seq, entry.op, entry.file_id, entry.at) == (1, "created", "file_1", 5.0)
         assert (entry.folder, entry.name, entry.size, entry.checksum) == ("/photos", "a.jpg", 20, "blake3:" + "ab" * 32)
     finally:

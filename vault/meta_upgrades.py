@@ -14,7 +14,15 @@ from typing import Any, Literal
 import msgspec
 
 from vault.files.journal import JOURNAL, JournalEntry
-from vault.files.records import FILES, MANIFESTS, ChunkRef, FileRecord, Manifest
+from vault.files.records import (
+    CONTENT_BY_HASH,
+    FILES,
+    MANIFESTS,
+    ChunkRef,
+    FileRecord,
+    Manifest,
+    content_entry_key,
+)
 from vault.meta import MetaStore, Txn, Upgrades
 
 
@@ -37,12 +45,20 @@ def _v1_to_v2(txn: Txn) -> None:
     """Manifests move out of file records; journal entries gain what a syncing client needs
     (taken from the file as it is now: version 1 recorded no more than id, operation and time)."""
     records: dict[str, FileRecord] = {}
+    # The dedup index becomes one key per file (schema 1 kept one file per content).
+    for key in list(txn.keys(CONTENT_BY_HASH)):
+        txn.delete_key(CONTENT_BY_HASH, key)
     for key, raw in list(txn.scan_bytes(FILES)):
         old = _file_v1.decode(raw)
         current = FILES.decode(raw)  # unknown fields (the old ``chunks``) are skipped
         txn.put(MANIFESTS, key, Manifest(old.chunks))
         txn.put(FILES, key, current)
         records[current.id] = current
+        if current.deleted_at is None:
+            for algo, digest in (("blake3", current.blake3), ("sha256", current.sha256)):
+                if digest:
+                    key = content_entry_key(current.user_id, algo, digest, current.id)
+                    txn.put_bytes(CONTENT_BY_HASH, key, b"")
     for key, raw in list(txn.scan_bytes(JOURNAL)):
         entry = _journal_v1.decode(raw)
         record = records.get(entry.file_id)

@@ -53,13 +53,12 @@ def find_by_path(txn: Txn, user_id: str, folder: str, name: str) -> FileRecord |
 
 def find_by_content(txn: Txn, user_id: str, algo: str, hex_digest: str) -> FileRecord | None:
     """A live file of this user with this whole-file checksum (dedup is per user)."""
-    raw = txn.get_bytes(CONTENT_BY_HASH, content_key(user_id, algo, hex_digest))
-    if raw is None:
-        return None
-    record = txn.get(FILES, raw)
-    if record is None or record.deleted_at is not None or record.user_id != user_id:
-        return None
-    return record
+    prefix = content_key(user_id, algo, hex_digest)
+    for key in txn.keys(CONTENT_BY_HASH, prefix):
+        record = txn.get(FILES, key[len(prefix) :])
+        if record is not None and record.deleted_at is None and record.user_id == user_id:
+            return record
+    return None
 
 
 def folder_exists(txn: Txn, user_id: str, folder: str) -> bool:
@@ -106,3 +105,27 @@ def subfolders(txn: Txn, user_id: str, folder: str) -> list[str]:
         else:
             names.append(child.decode())
             start = prefix + child + b"\x00"  # the next key after "child" itself
+
+
+def files_below(txn: Txn, user_id: str, folder: str) -> list[FileRecord]:
+    """Every live file in ``folder`` and the folders below it (path keys: ``folder NUL name`` for
+    its own files, ``folder/…`` for its subtree; ``/a b`` is not below ``/a``)."""
+    base = folder.rstrip("/")
+    prefixes = [path_key(user_id, folder, ""), folder_key(user_id, base + "/")]
+    if folder == "/":
+        prefixes = [folder_key(user_id, "/")]  # every path of the user
+    found: list[FileRecord] = []
+    for prefix in prefixes:
+        for _, raw_id in txn.scan_bytes(FILES_BY_PATH, prefix):
+            record = txn.get(FILES, raw_id)
+            if record is not None and record.deleted_at is None:
+                found.append(record)
+    return found
+
+
+def folders_below(txn: Txn, user_id: str, folder: str) -> list[str]:
+    """``folder`` itself (when it has a record) and every folder below it, depth-first."""
+    found = [folder] if txn.get(FOLDERS, folder_key(user_id, folder)) is not None else []
+    for key in txn.keys(FOLDERS, folder_key(user_id, folder.rstrip("/") + "/")):
+        found.append(key.decode().partition("\x00")[2])
+    return found

@@ -48,6 +48,22 @@ class FolderRecord(msgspec.Struct, kw_only=True):
     created_at: float
 
 
+class VersionRecord(msgspec.Struct, kw_only=True):
+    """An earlier content of a file, kept for ``[files] version_retention`` after a newer one
+    replaced it (its chunks are the ``Manifest`` in ``VERSION_MANIFESTS`` beside it)."""
+
+    file_id: str
+    user_id: str
+    version: int  # the file's version while this was its content
+    size: int
+    mime_type: str
+    blake3: str
+    sha256: str | None = None
+    modified_at: float
+    replaced_at: float  # when a newer content replaced it: its retention counts from here
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class FileEntry(WireAnswer):
     """A file as every endpoint shows it."""
 
@@ -66,7 +82,14 @@ FILES = Table("files", FileRecord)
 MANIFESTS = Table("manifests", Manifest)
 FOLDERS = Table("folders", FolderRecord)
 FILES_BY_PATH = RawTable("files_by_path")  # user/folder/name -> file id
-CONTENT_BY_HASH = RawTable("content_by_hash")  # user/algo:hex -> file id (dedup is per user)
+# user/algo:hex/file id -> b"" (dedup is per user). One key per file, not one per content: two
+# files may hold the same content, and deleting one must not hide the other from dedup.
+CONTENT_BY_HASH = RawTable("content_by_hash")
+VERSIONS = Table("versions", VersionRecord)  # file id/version -> an earlier content
+VERSION_MANIFESTS = Table("version_manifests", Manifest)  # file id/version -> its chunks
+VERSIONS_BY_TIME = RawTable("versions_by_time")  # replaced_at/file id/version -> b"" (what expires first)
+TRASH = RawTable("trash")  # user/inverted deleted_at/file id -> b"" (a user's trash, newest first)
+TRASH_BY_TIME = RawTable("trash_by_time")  # deleted_at/user/file id -> b"" (what expires first)
 
 
 def file_entry(record: FileRecord) -> FileEntry:
@@ -92,4 +115,9 @@ def folder_key(user_id: str, folder: str) -> bytes:
 
 
 def content_key(user_id: str, algo: str, hex_digest: str) -> bytes:
-    return f"{user_id}\x00{algo}:{hex_digest}".encode()
+    """The prefix of every file of ``user_id`` whose content has this digest."""
+    return f"{user_id}\x00{algo}:{hex_digest}\x00".encode()
+
+
+def content_entry_key(user_id: str, algo: str, hex_digest: str, file_id: str) -> bytes:
+    return content_key(user_id, algo, hex_digest) + file_id.encode()
