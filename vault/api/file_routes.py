@@ -1,4 +1,4 @@
-"""Files: listing, metadata, and downloads with ranges and ETags."""
+"""Files: listing, metadata, downloads with ranges and ETags; delete, rename/move, versions."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from quart import Response
 from vault import errors
 from vault.api.routing import ApiRouter, Ctx
 from vault.chunks import ChunkCorrupt, ChunkMissing
+from vault.clock import rfc3339
 from vault.files import queries as files
+from vault.files import versions
+from vault.files.changes import ChangeTxn, DeleteFile, MoveFile, RestoreVersion, check_version
 from vault.files.download import stream_range
-from vault.files.paths import normalize_folder, servable_mime
+from vault.files.paths import normalize_folder, normalize_name, servable_mime
 from vault.files.ranges import Unsatisfiable, parse_range
 from vault.files.records import FileEntry, FileRecord, Manifest, file_entry
 from vault.meta import MetaStore
@@ -49,7 +52,13 @@ class ListQuery(WireRequest):
     cursor: Annotated[str, Meta(description="nextCursor of the previous page")] = ""
 
 
-def _page_args(ctx: Ctx) -> tuple[int, str | None]:
+def encode_cursor(position: str) -> str:
+    """A ``nextCursor``: the position to continue after, opaque to clients."""
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def page_args(ctx: Ctx) -> tuple[int, str | None]:
+    """``limit`` and the decoded ``cursor`` of a paged listing (400 naming the field)."""
     raw_limit = ctx.request.args.get("limit", str(DEFAULT_PAGE))
     limit = ascii_int(raw_limit)
     if limit is None or not 1 <= limit <= MAX_PAGE:
@@ -68,7 +77,7 @@ def _page_args(ctx: Ctx) -> tuple[int, str | None]:
 async def list_files(ctx: Ctx) -> FolderListing:
     """Files (by name, a page at a time) and subfolders of a folder."""
     folder = normalize_folder(ctx.request.args.get("folder", "/"))
-    limit, after = _page_args(ctx)
+    limit, after = page_args(ctx)
     # Up to 5,000 records to read and decode: a scan, so in a worker thread (vault.offload).
     return await ctx.node.offload.run(_listing, ctx.node.meta, ctx.principal.user_id, folder, after, limit)
 
@@ -81,7 +90,7 @@ def _listing(meta: MetaStore, user_id: str, folder: str, after: str | None, limi
         files=[file_entry(r) for r in records],
         folders=sorted(folders),
         has_more=more is not None,
-        next_cursor=base64.urlsafe_b64encode(more.encode()).decode().rstrip("=") if more is not None else None,
+        next_cursor=encode_cursor(more) if more is not None else None,
     )
 
 
@@ -172,3 +181,116 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes], file_id: str) -> Asyn
         # and never a complete-looking copy of corrupt content.
         log.error("file %s: a chunk failed verification mid-download", file_id)
         raise
+
+
+class FileDeleted(WireAnswer):
+    deleted: str
+
+
+class FilePatch(WireRequest):
+    """Rename and/or move a file; at least one of ``name`` and ``folder``."""
+
+    name: Annotated[str, Meta(description="new name (one path segment)")] | None = None
+    folder: Annotated[str, Meta(description="absolute folder to move the file to")] | None = None
+    base_version: (
+        Annotated[int, Meta(ge=1, description="the version this change is based on (409 CONFLICT otherwise)")] | None
+    ) = None
+
+
+class VersionEntry(WireAnswer):
+    version: int
+    size: int
+    checksum: str
+    modified_at: str
+    current: bool
+
+
+class VersionList(WireAnswer):
+    versions: list[VersionEntry]
+
+
+@router.delete("/files/<file_id>", response=FileDeleted)
+async def delete_file(ctx: Ctx, file_id: str) -> FileDeleted:
+    """Move a file to the trash (restorable for ``[files] trash_retention``)."""
+    user_id, device_id = ctx.principal.user_id, ctx.principal.device_id
+    await ctx.node.changes.write(
+        lambda c: c.apply(DeleteFile(file_id=file_id), user_id=user_id, device_id=device_id),
+        now=ctx.node.clock.now(),
+    )
+    return FileDeleted(deleted=file_id)
+
+
+@router.route("PATCH", "/files/<file_id>", body=FilePatch, response=FileResponse)
+async def update_file(ctx: Ctx, body: FilePatch, file_id: str) -> FileResponse:
+    """Rename and/or move a file (409 CONFLICT when ``baseVersion`` is not current or the name is taken)."""
+    name = normalize_name(body.name, "name") if body.name is not None else None
+    folder = normalize_folder(body.folder, "folder") if body.folder is not None else None
+    if name is None and folder is None:
+        raise errors.ValidationError("name or folder is required", details={"field": "name"})
+    user_id, device_id = ctx.principal.user_id, ctx.principal.device_id
+
+    def write(change: ChangeTxn) -> FileRecord:
+        record = files.get_file(change.txn, user_id, file_id)
+        if (folder or record.folder, name or record.name) == (record.folder, record.name):
+            check_version(record, body.base_version)
+            return record  # already there: nothing changes, no journal entry
+        move = MoveFile(file_id=file_id, folder=folder, name=name)
+        applied = change.apply(move, user_id=user_id, device_id=device_id, expected_version=body.base_version)
+        assert applied.file is not None
+        return applied.file
+
+    record = await ctx.node.changes.write(write, now=ctx.node.clock.now())
+    return FileResponse(file=file_entry(record))
+
+
+@router.get("/files/<file_id>/versions", response=VersionList)
+async def list_versions(ctx: Ctx, file_id: str) -> VersionList:
+    """The file's contents, newest first: the current one (``current: true``) and those kept."""
+    return await ctx.node.offload.run(_versions, ctx.node.meta, ctx.principal.user_id, file_id)
+
+
+def _versions(meta: MetaStore, user_id: str, file_id: str) -> VersionList:
+    with meta.read() as txn:
+        record = files.get_file(txn, user_id, file_id)
+        kept = versions.history(txn, record.id)
+    current = VersionEntry(
+        version=record.version,
+        size=record.size,
+        checksum=f"blake3:{record.blake3}",
+        modified_at=rfc3339(record.modified_at),
+        current=True,
+    )
+    return VersionList(
+        versions=[current]
+        + [
+            VersionEntry(
+                version=v.version,
+                size=v.size,
+                checksum=f"blake3:{v.blake3}",
+                modified_at=rfc3339(v.modified_at),
+                current=False,
+            )
+            for v in kept
+        ]
+    )
+
+
+@router.post("/files/<file_id>/versions/<version>/restore", response=FileResponse)
+async def restore_version(ctx: Ctx, file_id: str, version: str) -> FileResponse:
+    """Make an earlier content the newest version (the current one is kept as an earlier one)."""
+    number = ascii_int(version)
+    if number is None or number < 1:
+        raise errors.ValidationError("version must be a positive whole number", details={"field": "version"})
+    user_id, device_id = ctx.principal.user_id, ctx.principal.device_id
+
+    def write(change: ChangeTxn) -> FileRecord:
+        record = files.get_file(change.txn, user_id, file_id)
+        if number == record.version:
+            return record  # already the current content
+        restore = RestoreVersion(file_id=file_id, version=number)
+        applied = change.apply(restore, user_id=user_id, device_id=device_id)
+        assert applied.file is not None
+        return applied.file
+
+    record = await ctx.node.changes.write(write, now=ctx.node.clock.now())
+    return FileResponse(file=file_entry(record))
