@@ -29,6 +29,16 @@ class Metrics:
         self.stored_chunks = Gauge(
             "vault_chunk_store_chunks", "Chunks held by the chunk store.", registry=self.registry
         )
+        self.corrupt_chunks = Counter(
+            "vault_chunk_corrupt_reads",
+            "Chunk reads that failed verification (bit rot; the bytes were never served).",
+            registry=self.registry,
+        )
+        self.repaired_chunks = Counter(
+            "vault_chunk_repairs",
+            "Corrupt stored chunks replaced by a good copy an upload brought.",
+            registry=self.registry,
+        )
         self.received_bytes = Counter(
             "vault_upload_received_bytes", "Upload bytes received and verified.", registry=self.registry
         )

@@ -33,6 +33,7 @@ from vault.notifications.upload_outcomes import record_upload_outcome
 from vault.offload import Offload
 from vault.policies import PlanPolicy, load_policy
 from vault.principal import Principal
+from vault.queue.service import QueueService
 from vault.sync.retention import prune as prune_journal
 from vault.sync.service import SyncService
 from vault.tus.service import TusService
@@ -62,8 +63,13 @@ class Node:
         self.offload = Offload()
         self.meta = metadata_store(self.data_dir)
         # ``backend``: an already built one (a test's fake); otherwise the one ``[storage]`` names.
-        self.chunks = ChunkStore(backend or make_backend(config), offload=self.offload)
         self.metrics = Metrics()
+        self.chunks = ChunkStore(
+            backend or make_backend(config),
+            offload=self.offload,
+            on_corrupt=lambda _: self.metrics.corrupt_chunks.inc(),
+            on_repaired=lambda _: self.metrics.repaired_chunks.inc(),
+        )
         self.background = BackgroundTasks()
         self.policy: PlanPolicy = load_policy(config)
         self.activity = ActivityTracker()
@@ -97,6 +103,10 @@ class Node:
             offload=self.offload,
             quota_of=self.auth.storage_quota,
         )
+        self.queue = QueueService(
+            meta=self.meta, clock=self.clock, config=config.queue, sync=self.sync, offload=self.offload
+        )
+        self.changes.subscribe(self.queue.on_file_change)
 
     async def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -105,11 +115,14 @@ class Node:
         await self.meta.open()
         await self.auth.open()
         await self.sync.open()
+        await self.queue.open()
         await self.chunks.open()
 
     async def run_background(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Periodic work (expiry, GC) and spawned work, until ``close``; start with ``nursery.start``."""
-        await self.background.run(self.periodic_tasks() if self._periodic else [], task_status=task_status)
+        """The offline queue's runner, periodic work (expiry, GC) and spawned work, until ``close``;
+        start with ``nursery.start``."""
+        periodic = self.periodic_tasks() if self._periodic else []
+        await self.background.run([self.queue.runner.run, *periodic], task_status=task_status)
 
     def periodic_tasks(self) -> list[Task]:
         """The node's periodic work, each a loop that sleeps its interval between runs."""

@@ -8,7 +8,7 @@ pass as good data. Memory per operation is bounded by a few pieces, never by the
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 
 import blake3
 import msgspec
@@ -117,11 +117,22 @@ async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -
 class ChunkStore:
     """Content-addressed, verified storage of chunks of up to 64 MiB over a ``ChunkBackend``."""
 
-    def __init__(self, backend: ChunkBackend, *, piece_size: int = PIECE_SIZE, offload: Offload | None = None) -> None:
+    def __init__(
+        self,
+        backend: ChunkBackend,
+        *,
+        piece_size: int = PIECE_SIZE,
+        offload: Offload | None = None,
+        on_corrupt: Callable[[ChunkId], None] | None = None,
+        on_repaired: Callable[[ChunkId], None] | None = None,
+    ) -> None:
         self.backend = backend
         self.piece_size = piece_size
         # Hashing follows the node's one offload rule (``vault.offload``), on its limiter.
         self.offload = offload or Offload()
+        # Told when a read finds a chunk corrupt, and when a put replaced a corrupt copy (metrics).
+        self._on_corrupt = on_corrupt
+        self._on_repaired = on_repaired
 
     async def open(self) -> None:
         await self.backend.open()
@@ -140,7 +151,9 @@ class ChunkStore:
     ) -> PutResult:
         """Store a stream; visible only if it hashes to ``expected_id`` and has ``expected_size``.
 
-        When ``expected_id`` is already stored the bytes are hashed but not written again.
+        When ``expected_id`` is already stored (and the stored copy still verifies) the bytes are
+        hashed but not written again; a stored copy that fails verification is replaced by these
+        bytes, so the next good upload of rotted content repairs it rather than dedup onto it.
         ``also``: more hashers fed the same bytes in the same thread hop (an upload's running
         whole-file digest), so the content is read once whatever is computed from it.
         Raises ``ChunkTooLarge`` as soon as the stream passes ``max_size`` (or ``expected_size``)
@@ -149,7 +162,7 @@ class ChunkStore:
         limit = min(max_size, MAX_CHUNK_SIZE)
         if expected_size is not None:
             limit = min(limit, expected_size)
-        existed = expected_id is not None and bool(await self.backend.has_many([expected_id]))
+        existed = expected_id is not None and await self._stored_intact(expected_id)
         writer = None if existed else await self.backend.begin_put()
         hasher = blake3.blake3()
         size = 0
@@ -165,7 +178,7 @@ class ChunkStore:
                 # ``existed`` (an upload re-checks an existing chunk against gc). With one, it was
                 # absent when we began; a concurrent put of it since then stored a fresh chunk,
                 # which gc cannot reclaim before its grace period, and commit is a no-op for it.
-                existed = expected_id is None and bool(await self.backend.has_many([actual]))
+                existed = expected_id is None and await self._stored_intact(actual)
                 if existed:
                     await writer.abort()
                 else:
@@ -176,6 +189,23 @@ class ChunkStore:
             if writer is not None:
                 with trio.CancelScope(shield=True):
                     await writer.abort()
+
+    async def _stored_intact(self, chunk_id: ChunkId) -> bool:
+        """Whether ``chunk_id`` is stored and verifies; a corrupt copy is deleted (so that the
+        caller's good bytes take its place) and reported."""
+        if not await self.backend.has_many([chunk_id]):
+            return False
+        try:
+            await self.verify(chunk_id)
+        except ChunkMissing:
+            return False  # deleted meanwhile (gc): store it afresh
+        except ChunkCorrupt:
+            log.warning("chunk %s is corrupt; replacing it with a good copy being uploaded", chunk_id.hex())
+            await self.backend.delete_many([chunk_id])
+            if self._on_repaired is not None:
+                self._on_repaired(chunk_id)
+            return False
+        return True
 
     async def _pump(self, pieces: AsyncIterator[bytes], hashers: Sequence[Hasher], writer: ChunkWriter | None) -> int:
         """Hash and write each piece while the next one is being read from the client."""
@@ -245,6 +275,8 @@ class ChunkStore:
             raise ChunkMissing(chunk_id.hex()) from None
         if hasher.digest() != chunk_id:
             log.error("chunk %s failed verification on read", chunk_id.hex())
+            if self._on_corrupt is not None:
+                self._on_corrupt(chunk_id)
             raise ChunkCorrupt(chunk_id)
         for piece in held:
             yield piece
