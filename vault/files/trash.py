@@ -145,7 +145,8 @@ def purge(txn: Txn, item: Due) -> tuple[list[ChunkId], int] | None:
     ):
         return None
     txn.delete_key(TRASH, trash_key(record.user_id, record.deleted_at, record.id))
-    released = decref(txn, [ChunkId(c.chunk_id) for c in queries.manifest(txn, record).chunks])
+    manifest = txn.get(MANIFESTS, record.id.encode())  # always there; a damaged one must not stall the purge
+    released = decref(txn, [ChunkId(c.chunk_id) for c in manifest.chunks]) if manifest is not None else []
     freed = record.size
     for kept in versions.history(txn, record.id):
         more, size = versions.purge(txn, kept)
