@@ -73,9 +73,10 @@ async def test_a_new_file_and_a_new_version_are_journalled_with_what_a_client_ne
     with meta.read() as txn:
         record = queries.get_file(txn, USER, first.file_id)
         assert [ChunkId(c.chunk_id) for c in queries.manifest(txn, record).chunks] == [OTHER_CHUNK]
-        # The old version's reference was dropped, the new one's kept; usage follows the size.
-        assert (refcount(txn, CHUNK), refcount(txn, OTHER_CHUNK)) == (0, 1)
-        assert get_usage(txn, USER).used == 20
+        # The replaced content is kept as an earlier version (restorable, and counted in usage
+        # until its retention passes); the new content is the file's.
+        assert (refcount(txn, CHUNK), refcount(txn, OTHER_CHUNK)) == (1, 1)
+        assert get_usage(txn, USER).used == 10 + 20
 
 
 async def test_move_rename_delete_and_mkdir_each_write_one_entry(meta: MetaStore) -> None:
@@ -194,3 +195,14 @@ async def test_a_watcher_times_out_when_nothing_changes(autojump_clock: trio.tes
     with feed.watch(USER) as watch:
         assert await watch.wait(30) is False
     assert trio.current_time() - start == pytest.approx(30)
+
+
+async def test_deleting_one_of_two_files_with_the_same_content_keeps_the_other_findable(meta: MetaStore) -> None:
+    changes = FileChanges(meta, ChangeFeed())
+    await _put(changes, _content("one.jpg"))
+    await _put(changes, _content("two.jpg"))
+    first, second = (e.file_id for e in _entries(meta))
+    await changes.write(lambda c: c.apply(DeleteFile(file_id=first), user_id=USER, device_id="d"), now=5.0)
+    with meta.read() as txn:
+        found = queries.find_by_content(txn, USER, "blake3", CHUNK.hex())
+        assert found is not None and found.id == second  # an upload of it still needs no bytes

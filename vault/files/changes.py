@@ -48,7 +48,7 @@ from vault.files.records import (
     FileRecord,
     FolderRecord,
     Manifest,
-    content_key,
+    content_entry_key,
     file_entry,
     folder_key,
     path_key,
@@ -483,15 +483,12 @@ def check_version(current: FileRecord | None, expected: int | None) -> None:
 
 
 def _index_content(txn: Txn, record: FileRecord) -> None:
-    txn.put_bytes(CONTENT_BY_HASH, content_key(record.user_id, "blake3", record.blake3), record.id.encode())
-    if record.sha256:
-        txn.put_bytes(CONTENT_BY_HASH, content_key(record.user_id, "sha256", record.sha256), record.id.encode())
+    for algo, digest in (("blake3", record.blake3), ("sha256", record.sha256)):
+        if digest:
+            txn.put_bytes(CONTENT_BY_HASH, content_entry_key(record.user_id, algo, digest, record.id), b"")
 
 
 def _unindex_content(txn: Txn, record: FileRecord) -> None:
     for algo, digest in (("blake3", record.blake3), ("sha256", record.sha256)):
-        if not digest:
-            continue
-        key = content_key(record.user_id, algo, digest)
-        if txn.get_bytes(CONTENT_BY_HASH, key) == record.id.encode():
-            txn.delete_key(CONTENT_BY_HASH, key)
+        if digest:
+            txn.delete_key(CONTENT_BY_HASH, content_entry_key(record.user_id, algo, digest, record.id))
