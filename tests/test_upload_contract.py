@@ -164,3 +164,32 @@ async def test_a_tus_piece_gc_took_meanwhile_is_503_with_retry_after_and_the_off
     assert resent.headers["Upload-Offset"] == str(len(data))
     listing = await client.get("/api/mobile/files?folder=/", headers=headers)
     assert [f["name"] for f in (await listing.get_json())["data"]["files"]] == ["second.bin"]
+
+
+async def test_a_plan_of_millions_of_chunks_is_answered_at_once_and_lists_only_the_first(
+    make_config: Any,
+) -> None:
+    config = make_config(plans={"default": "enterprise"})
+    app = create_app(config, clock=TrioClock(), periodic=False)
+    async with TrioTestApp(app, startup_timeout=math.inf, shutdown_timeout=math.inf):  # type: ignore[arg-type]
+        client = app.test_client()
+        headers = await register(client)
+        size = 1 << 40  # 1 TiB in 64 KiB chunks: 16,777,216 chunks
+        response = await client.post(
+            "/api/mobile/upload/init",
+            headers=headers,
+            json={
+                "files": [{"localId": "big", "name": "disk.img", "size": size, "checksum": b3(b"x")}],
+                "uploadOptions": {"chunkSize": 64 * KiB},
+            },
+        )
+        assert response.status_code == 200
+        plan = (await response.get_json())["data"]["files"][0]
+        assert plan["totalChunks"] == 16_777_216
+        assert plan["chunksListed"] == len(plan["chunks"]) == 1000
+        last = plan["totalChunks"] - 1
+        assert plan["chunkUrlTemplate"].replace("{index}", str(last)).endswith(f"/chunks/{last}")
+        state = await client.get(f"/api/mobile/upload/{plan['uploadId']}", headers=headers)
+        data = (await state.get_json())["data"]
+        assert data["missingCount"] == 16_777_216 and len(data["missingChunks"]) == 1000
+        assert data["receivedCount"] == 0

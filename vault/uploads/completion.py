@@ -12,6 +12,7 @@ chunks are re-read and have the last word.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +28,7 @@ from vault.files.records import ChunkRef, FileRecord
 from vault.meta import MetaStore, Txn
 from vault.offload import Offload
 from vault.quota import get_usage, put_usage
+from vault.uploads import by_device
 from vault.uploads.records import (
     UPLOAD_CHUNKS,
     UPLOADS,
@@ -139,6 +141,7 @@ class Completion:
             current.status = "completed"
             current.file_id = applied.file.id
             txn.put(UPLOADS, current.id.encode(), current)
+            by_device.remove(txn, current)
             if self.on_outcome is not None:
                 self.on_outcome(txn, current, applied.file, None, now)
             return applied.file
@@ -202,9 +205,11 @@ def _ordered_chunks(upload: UploadSession, received: dict[int, ReceivedChunk]) -
         if got != upload.size or sorted(received) != list(range(len(received))):
             raise errors.Conflict(f"{upload.size - got} byte(s) have not been received", details={"offset": got})
         return chunks
-    missing = [i for i in range(upload.total_chunks) if i not in received]
-    if missing:
+    if len(received) < upload.total_chunks:  # indexes are checked on arrival: 0 <= index < total
+        # Name the first ones only: a huge upload in small chunks may miss millions.
+        missing = list(itertools.islice((i for i in range(upload.total_chunks) if i not in received), 1000))
         raise errors.Conflict(
-            f"{len(missing)} chunk(s) have not been received", details={"missingChunks": missing[:1000]}
+            f"{upload.total_chunks - len(received)} chunk(s) have not been received",
+            details={"missingChunks": missing},
         )
     return [received[i] for i in range(upload.total_chunks)]

@@ -10,6 +10,7 @@ background work, the offload limiters, metrics); it knows nothing of the node or
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -32,6 +33,7 @@ from vault.meta import MetaStore, Txn
 from vault.metrics import Metrics
 from vault.offload import Offload
 from vault.quota import check_quota, get_usage, put_usage
+from vault.uploads import by_device
 from vault.uploads.chunk_ranges import ChunkRange, chunk_range, total_chunks
 from vault.uploads.completion import Completion, OutcomeHook
 from vault.uploads.expiry import expire_sessions, release_session
@@ -61,6 +63,7 @@ from vault.uploads.wire import (
 log = logging.getLogger(__name__)
 
 QuotaOf = Callable[[str], Awaitable[int]]
+MAX_LISTED_CHUNKS = 1000
 
 
 def chunk_url(origin: str, upload_id: str, index: int) -> str:
@@ -124,8 +127,8 @@ class UploadService:
         now = self.now
         session_id = new_id("session")
 
-        def write(txn: Txn) -> list[PlannedFile]:
-            planned: list[PlannedFile] = []
+        def write(txn: Txn) -> list[PlannedFile | UploadSession]:
+            planned: list[PlannedFile | UploadSession] = []
             needed = 0
             sessions: list[UploadSession] = []
             for item, (name, folder, checksum, modified) in zip(req.files, checked, strict=True):
@@ -167,16 +170,18 @@ class UploadService:
                 )
                 sessions.append(upload)
                 needed += item.size
-                planned.append(_planned(upload, origin))
+                planned.append(upload)  # its plan is made after the commit, off the writer thread
             usage = get_usage(txn, user_id)
             check_quota(usage, quota, needed)
             usage.reserved += needed
             put_usage(txn, user_id, usage)
             for upload in sessions:
                 txn.put(UPLOADS, upload.id.encode(), upload)
+                by_device.add(txn, upload)
             return planned
 
-        planned = await self.meta.write(write)
+        written = await self.meta.write(write)
+        planned = [p if isinstance(p, PlannedFile) else _planned(p, origin) for p in written]
         return InitResponse(
             upload_session=session_id,
             files=planned,
@@ -212,14 +217,21 @@ class UploadService:
         status = upload.status
         if status == "uploading" and upload.expires_at <= self.now:
             status = "expired"
+        # Both lists stop at MAX_LISTED_CHUNKS (a huge upload in small chunks has millions); the
+        # counts are always whole, and a client resumes from the first missing ones.
         if status == "completed":
-            have = list(range(upload.total_chunks))
+            have = list(range(min(upload.total_chunks, MAX_LISTED_CHUNKS)))
             missing: list[int] = []
             got = upload.size
+            received_count, missing_count = upload.total_chunks, 0
         else:
-            have = sorted(received)
-            missing = [i for i in range(upload.total_chunks) if i not in received]
+            have = sorted(received)[:MAX_LISTED_CHUNKS]
+            missing = list(
+                itertools.islice((i for i in range(upload.total_chunks) if i not in received), MAX_LISTED_CHUNKS)
+            )
             got = sum(c.size for c in received.values())
+            received_count = len(received)
+            missing_count = max(0, upload.total_chunks - len(received))
         return UploadState(
             upload_id=upload.id,
             local_id=upload.local_id,
@@ -231,6 +243,8 @@ class UploadService:
             total_chunks=upload.total_chunks,
             received_chunks=have,
             missing_chunks=missing,
+            received_count=received_count,
+            missing_count=missing_count,
             bytes_received=got,
             priority=upload.priority,
             expires_at=rfc3339(upload.expires_at),
@@ -406,9 +420,11 @@ class UploadService:
 
 
 def _planned(upload: UploadSession, origin: str) -> PlannedFile:
+    # A plan lists at most MAX_LISTED_CHUNKS chunks: a 16 TiB file in 64 KiB chunks would be 2^28
+    # of them. Beyond that the client derives each chunk from chunkSize and chunkUrlTemplate.
     chunks = [
         PlannedChunk(index=i, start=r.start, end=r.end, upload_url=chunk_url(origin, upload.id, i))
-        for i in range(upload.total_chunks)
+        for i in range(min(upload.total_chunks, MAX_LISTED_CHUNKS))
         for r in (chunk_range(upload.size, upload.chunk_size, i),)
     ]
     return PlannedFile(
@@ -417,6 +433,8 @@ def _planned(upload: UploadSession, origin: str) -> PlannedFile:
         upload_id=upload.id,
         upload_url=file_upload_url(origin, upload.id),
         chunks=chunks,
+        chunks_listed=len(chunks),
+        chunk_url_template=chunk_url(origin, upload.id, 0)[: -len("0")] + "{index}",
         total_chunks=upload.total_chunks,
         chunk_size=upload.chunk_size,
         priority=upload.priority,  # type: ignore[arg-type]

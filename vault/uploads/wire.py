@@ -52,7 +52,12 @@ class PlannedFile(WireAnswer):
     # PUT a chunk here with ``Content-Range: bytes START-END/SIZE`` (the chunk's own range)
     # instead of to the chunk's own URL: one URL for a whole file, as some upload libraries want.
     upload_url: str | None = None
+    # The first chunks (at most 1,000); ``chunksListed`` < ``totalChunks`` when there are more.
     chunks: list[PlannedChunk] = msgspec.field(default_factory=list)
+    chunks_listed: int = 0
+    # Chunk ``i`` spans bytes ``i*chunkSize`` to ``min(size, (i+1)*chunkSize) - 1`` and goes to
+    # this URL with ``{index}`` replaced by ``i``.
+    chunk_url_template: str | None = None
     total_chunks: int = 0
     chunk_size: int = 0
     priority: Priority = "normal"
@@ -96,8 +101,10 @@ class UploadState(WireAnswer, omit_defaults=True):
     size: int
     chunk_size: int
     total_chunks: int
-    received_chunks: list[int]
+    received_chunks: list[int]  # at most the first 1,000 of each list; the counts are exact
     missing_chunks: list[int]
+    received_count: int
+    missing_count: int
     bytes_received: int
     priority: str
     expires_at: str
