@@ -14,6 +14,7 @@ from vault.api import (
     device_routes,
     file_routes,
     folder_routes,
+    queue_routes,
     sync_routes,
     trash_routes,
     tus_routes,
@@ -59,6 +60,7 @@ def _routers() -> list[ApiRouter]:
         sync_routes.router,
         folder_routes.router,
         trash_routes.router,
+        queue_routes.router,
     ]
 
 

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -116,6 +116,22 @@ class SyncConfig(_Section):
     prune_interval: Seconds = Seconds(3600)
 
 
+class QueueConfig(_Section):
+    """``[queue]``: the offline operation queue (``vault.queue``)."""
+
+    # Queued and waiting operations a device may have at once; more are answered ``failed``.
+    max_open_per_device: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    # The first retry of an operation that failed for a passing reason; each next one waits twice
+    # as long, at most ``retry_backoff_max``; after ``max_attempts`` tries the operation fails.
+    retry_backoff: Seconds = Seconds(5)
+    retry_backoff_max: Seconds = Seconds(3600)
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 20
+    # An upload operation still waiting for its upload this long after it was added fails.
+    upload_wait: Seconds = Seconds(30 * 86400)
+    # Done and failed operations are listed this long, then forgotten.
+    keep_finished: Seconds = Seconds(7 * 86400)
+
+
 class PushConfig(_Section):
     providers: list[str] = msgspec.field(default_factory=lambda: ["log"])
     webhook: WebhookConfig = msgspec.field(default_factory=WebhookConfig)
@@ -130,6 +146,7 @@ class Config(_Section):
     files: FilesConfig = msgspec.field(default_factory=FilesConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
     sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
+    queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
 
     @property
     def data_path(self) -> Path:

@@ -111,13 +111,14 @@ async def register(ctx: Ctx, body: RegisterBody) -> Response:
         address=client_address(ctx),
     )
     user, device = registration.user, registration.device
+    pending = await ctx.node.queue.pending_uploads(user.id, device.id)
     answer = RegisterAnswer(
         user=AuthUser(id=user.id, email=user.email, name=user.name),
         tokens=_tokens(registration.tokens),
         device=RegisteredDevice(id=device.id, name=device.name, registered_at=rfc3339(device.registered_at)),
         sync_data=SyncData(
             last_sync_at=rfc3339(device.last_sync_at) if device.last_sync_at else None,
-            pending_uploads=0,
+            pending_uploads=pending,
             cache_size=0,
         ),
     )

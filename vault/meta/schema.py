@@ -29,6 +29,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "gc_candidates",  # chunk id -> when gc first found it unreferenced (vault.gc)
     "uploads",  # upload_id -> UploadSession
     "upload_chunks",  # upload_id/index -> received chunk
+    "uploads_open_by_device",  # user_id/device_id/expiry/upload_id -> b"" (open sessions: vault.uploads.by_device)
     "journal",  # user_id/seq -> JournalEntry
     "journal_floor",  # user_id -> the newest seq pruned from the user's journal (vault.sync.retention)
     "conflicts",  # user_id/conflict_id -> Conflict (vault.sync.conflicts)
@@ -39,4 +40,10 @@ TABLE_NAMES: tuple[str, ...] = (
     "versions",  # file_id/version -> VersionRecord (the kept earlier contents of a file)
     "version_manifests",  # file_id/version -> Manifest (an earlier content's chunks)
     "versions_by_time",  # replaced_at/file_id/version -> b"" (every kept version, oldest first)
+    "queue_ops",  # user_id/device_id/operation id -> QueuedOp (the offline queue: vault.queue.records)
+    "queue_by_device",  # user_id/device_id/seq -> operation id (a device's operations in the order added)
+    "queue_runnable",  # priority/createdAt/seq -> operation key (queued operations, in the order they run)
+    "queue_waiting",  # user_id/folder/name/device_id/operation id -> operation key (uploads awaited by path)
+    "queue_timers",  # due time/seq -> operation key (retries, upload waits that run out, finished ones to forget)
+    "queue_counts",  # user_id/device_id -> QueueCounts (open and waiting operations of a device)
 )

@@ -25,6 +25,7 @@ from vault.ids import new_id
 from vault.meta import Txn
 from vault.offload import Offload
 from vault.quota import check_quota, get_usage, put_usage
+from vault.uploads import by_device
 from vault.uploads.records import (
     UPLOAD_CHUNKS,
     UPLOADS,
@@ -110,6 +111,7 @@ class TusService:
             usage.reserved += size
             put_usage(txn, user_id, usage)
             txn.put(UPLOADS, upload.id.encode(), upload)
+            by_device.add(txn, upload)
 
         await self.meta.write(write)
         return upload

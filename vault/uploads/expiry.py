@@ -13,6 +13,7 @@ from vault.chunks.refs import decref
 from vault.meta import MetaStore, Txn
 from vault.offload import Offload
 from vault.quota import get_usage, put_usage
+from vault.uploads import by_device
 from vault.uploads.records import UPLOAD_CHUNKS, UPLOADS, UploadSession, UploadStatus, chunk_prefix
 
 # Finished sessions are kept this long past their expiry, so a late client learns "expired" or
@@ -32,6 +33,7 @@ def release_session(txn: Txn, upload: UploadSession, status: UploadStatus) -> li
     put_usage(txn, upload.user_id, usage)
     upload.status = status
     txn.put(UPLOADS, upload.id.encode(), upload)
+    by_device.remove(txn, upload)
     return released
 
 
