@@ -9,7 +9,7 @@ from vault.meta import Table, Txn
 
 
 class Usage(msgspec.Struct, kw_only=True):
-    used: int = 0  # bytes of the user's live files
+    used: int = 0  # bytes the user's content holds: live files, the trash and kept earlier versions
     reserved: int = 0  # bytes promised to open upload sessions
 
 
