@@ -24,6 +24,7 @@
     ├── ServiceUnavailable          SERVICE_UNAVAILABLE    503
     │   └── ContentReclaimed        SERVICE_UNAVAILABLE    503  (Retry-After; gc took a piece: send it again)
     ├── StorageQuotaExceeded        STORAGE_QUOTA_EXCEEDED 507
+    ├── InsufficientStorage         INSUFFICIENT_STORAGE   507  (the node's disk is full, not the plan)
     └── InternalError               INTERNAL_ERROR         500
 
 Services raise these; ``vault.api.error_mapping`` turns them (and anything else) into responses, once,
@@ -150,6 +151,17 @@ class ContentReclaimed(ServiceUnavailable):
 
 class StorageQuotaExceeded(VaultError):
     code, status, default_message = "STORAGE_QUOTA_EXCEEDED", 507, "Storage quota exceeded"
+
+
+class InsufficientStorage(VaultError):
+    """The node's storage is full (a disk, not the plan's quota): nothing was stored; reads go
+    on working and writes succeed again once space is freed."""
+
+    code, status = "INSUFFICIENT_STORAGE", 507
+    default_message = "The node's storage is full; try again later"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "60"})
 
 
 class InternalError(VaultError):

@@ -9,6 +9,7 @@ ever reach a client.
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -28,8 +29,23 @@ def as_vault_error(
         return exc
     if isinstance(exc, HTTPException):
         return _from_http(exc, body_limit)
+    if _disk_full(exc):
+        log.error("storage full in %s: %s", where, exc, extra={"request_id": request_id})
+        return errors.InsufficientStorage()
     log.error("unhandled error in %s", where, exc_info=exc, extra={"request_id": request_id})
     return errors.InternalError()
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """An OSError for a full disk or quota, however deep in a chain of causes it sits."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _from_http(exc: HTTPException, body_limit: int | None) -> errors.VaultError:
