@@ -260,3 +260,31 @@ def test_media_type_with_trailing_newline_is_refused() -> None:
 
 def test_media_type_with_trailing_newline_is_never_served() -> None:
     assert servable_mime("image/jpeg\n") == DEFAULT_MIME
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "invoice\u202egpj.exe",  # right-to-left override: shows as "invoiceexe.jpg"
+        "a\u2066b",  # bidi isolate
+        "zero\u200bwidth",  # zero-width space
+        "non\u200cjoiner",
+        "bom\ufeff.txt",
+        "line\u2028sep",
+        "para\u2029sep",
+        "del\x7f",
+        "c1\x85next",
+        "private\ue000use",
+    ],
+)
+def test_names_with_invisible_or_spoofing_characters_are_refused(name: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        normalize_name(name)
+    assert caught.value.details == {"field": "name"}
+
+
+@pytest.mark.parametrize(
+    "name", ["family \U0001f468\u200d\U0001f469\u200d\U0001f467.jpg", "\u2764\ufe0f\u200d\U0001f525.png"]
+)
+def test_emoji_joined_by_zero_width_joiners_are_names(name: str) -> None:
+    assert normalize_name(name) == name

@@ -12,7 +12,8 @@ MAX_FOLDER_BYTES = 4096
 
 
 def normalize_name(name: str, field: str = "name") -> str:
-    """One path segment, NFC: no ``/``, no NUL, not ``.``/``..``, 1-255 UTF-8 bytes."""
+    """One path segment, NFC: no ``/``, not ``.``/``..``, 1-255 UTF-8 bytes, and none of the
+    characters in ``_REFUSED`` (but a zero-width joiner inside an emoji sequence)."""
     value = unicodedata.normalize("NFC", name)
     problem = None
     if not value:
@@ -23,11 +24,30 @@ def normalize_name(name: str, field: str = "name") -> str:
         problem = "must not be '.' or '..'"
     elif len(value.encode("utf-8")) > MAX_NAME_BYTES:
         problem = f"must be at most {MAX_NAME_BYTES} UTF-8 bytes"
-    elif any(ord(ch) < 0x20 for ch in value):
-        problem = "must not contain control characters"
+    elif not all(_allowed(value, i) for i in range(len(value))):
+        problem = "must not contain control, formatting or separator characters"
     if problem:
         raise errors.ValidationError(f"{field} {problem}", details={"field": field})
     return value
+
+
+# Unicode categories a name may not hold: controls (C0, DEL, C1), format characters (bidi
+# overrides and isolates, zero-width spaces and joiners, the BOM), line and paragraph separators,
+# surrogates and private use. They make names that look like other names, or that break lines.
+_REFUSED = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
+_ZWJ = "\u200d"
+
+
+def _allowed(value: str, i: int) -> bool:
+    ch = value[i]
+    if unicodedata.category(ch) not in _REFUSED:
+        return True
+    # The one exception: a zero-width joiner inside an emoji sequence (a family, a flag), between
+    # two symbols (a variation selector may sit between an emoji and it).
+    if ch != _ZWJ or i == 0 or i == len(value) - 1:
+        return False
+    before = value[i - 1] if value[i - 1] != "\ufe0f" or i < 2 else value[i - 2]
+    return unicodedata.category(before) == "So" and unicodedata.category(value[i + 1]) == "So"
 
 
 def normalize_folder(folder: str, field: str = "folder") -> str:
