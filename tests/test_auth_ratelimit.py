@@ -128,3 +128,22 @@ async def test_a_concurrent_burst_cannot_get_past_the_limit(config: Config, auto
         assert statuses.count(401) <= 10 + config.auth.max_concurrent_hashes
         assert statuses.count(429) >= 30 - 10 - config.auth.max_concurrent_hashes
         assert set(statuses) == {401, 429}
+
+
+async def test_a_burst_of_parallel_failed_sign_ins_gets_no_more_checks_than_the_limit(
+    make_config: Any,
+) -> None:
+    config = make_config(auth={"max_failed_logins_per_minute": 3, "max_concurrent_hashes": 2})
+    async with quiet_node(config) as app:
+        client = app.test_client()
+        await register(client)
+        statuses: list[int] = []
+
+        async def attempt() -> None:
+            statuses.append((await _attempt(client, password="wrong password!")).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(12):
+                nursery.start_soon(attempt)
+    assert statuses.count(401) == 3  # exactly the limit's worth of password checks
+    assert statuses.count(429) == 9

@@ -21,6 +21,9 @@ class FailureWindow:
         self.window = window
         self.max_keys = max_keys
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        # Attempts admitted and still being checked: they count against the limit until they end,
+        # so a burst of parallel attempts gets no more checks than the limit allows.
+        self._pending: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._failures)
@@ -30,9 +33,23 @@ class FailureWindow:
         if self.limit <= 0:
             return None
         stamps = self._live(key, now)
-        if stamps is None or len(stamps) < self.limit:
+        failures = len(stamps) if stamps is not None else 0
+        if failures + self._pending.get(key, 0) < self.limit:
             return None
+        if stamps is None or failures < self.limit:
+            return 1  # limited by attempts still being checked: they end within moments
         return max(1, math.ceil(stamps[0] + self.window - now))
+
+    def begin(self, key: str) -> None:
+        if self.limit > 0:
+            self._pending[key] = self._pending.get(key, 0) + 1
+
+    def end(self, key: str) -> None:
+        left = self._pending.get(key, 0) - 1
+        if left > 0:
+            self._pending[key] = left
+        else:
+            self._pending.pop(key, None)
 
     def record_failure(self, key: str, now: float) -> None:
         if self.limit <= 0:
@@ -79,6 +96,21 @@ class LoginLimiter:
         self.by_address.record_failure(address, now)
         if account is not None:
             self.by_account.record_failure(account, now)
+
+    def admit(self, address: str, account: str | None, now: float) -> int | None:
+        """Reserve a place for one attempt (``None``), or the seconds to wait; end it with
+        ``finish`` once its outcome is recorded."""
+        wait = self.retry_after(address, account, now)
+        if wait is None:
+            self.by_address.begin(address)
+            if account is not None:
+                self.by_account.begin(account)
+        return wait
+
+    def finish(self, address: str, account: str | None) -> None:
+        self.by_address.end(address)
+        if account is not None:
+            self.by_account.end(account)
 
     def record_success(self, account: str) -> None:
         """A correct password clears the account's count (never the address's)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,8 +145,9 @@ class AuthService:
             user = accounts.find_by_email(txn, email)
         if user is None:
             if self.config.auth.signup != "open":
-                await self.passwords.burn(password, admit=lambda: self._admit(address, email))
-                self.limiter.record_failure(address, email, self.clock.now())
+                async with self._attempt(address, email) as admit:
+                    await self.passwords.burn(password, admit=admit)
+                    self.limiter.record_failure(address, email, self.clock.now())
                 raise errors.SignupDisabled("No account with this email, and sign-up is closed")
             if len(password) < MIN_PASSWORD_LENGTH:
                 raise errors.ValidationError(
@@ -166,10 +169,14 @@ class AuthService:
             if created.password_hash == password_hash:
                 return created
             user = created  # someone created it a moment ago: check the password like any login
-        if not await self.passwords.verify(user.password_hash, password, admit=lambda: self._admit(address, email)):
-            self.limiter.record_failure(address, email, self.clock.now())
+        async with self._attempt(address, email) as admit:
+            correct = await self.passwords.verify(user.password_hash, password, admit=admit)
+            if correct:
+                self.limiter.record_success(email)
+            else:
+                self.limiter.record_failure(address, email, self.clock.now())
+        if not correct:
             raise errors.InvalidCredentials()
-        self.limiter.record_success(email)
         if self.passwords.needs_rehash(user.password_hash):
             old_hash, new_hash = user.password_hash, await self.passwords.hash(password)
             await self.meta.write(lambda txn: accounts.replace_password_hash(txn, user.id, old_hash, new_hash))
@@ -181,6 +188,26 @@ class AuthService:
         wait = self.limiter.retry_after(address, email, self.clock.now())
         if wait is not None:
             raise errors.RateLimitExceeded(wait, "Too many failed sign-in attempts; try again later")
+
+    @asynccontextmanager
+    async def _attempt(self, address: str, email: str) -> AsyncIterator[Callable[[], None]]:
+        """One password check: ``admit`` (called once a hashing slot is free) reserves its place in
+        the failure limit, so parallel attempts cannot all slip in under it; the place is given
+        back when the block ends, after the outcome was recorded."""
+        reserved = False
+
+        def admit() -> None:
+            nonlocal reserved
+            wait = self.limiter.admit(address, email, self.clock.now())
+            if wait is not None:
+                raise errors.RateLimitExceeded(wait, "Too many failed sign-in attempts; try again later")
+            reserved = True
+
+        try:
+            yield admit
+        finally:
+            if reserved:
+                self.limiter.finish(address, email)
 
     # -- tokens ---------------------------------------------------------------------------------
 
