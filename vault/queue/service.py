@@ -45,7 +45,6 @@ from vault.queue.wire import (
     QueueResult,
     QueueUpload,
 )
-from vault.sync import status as positions
 from vault.sync.service import SyncService
 from vault.uploads import by_device
 
@@ -117,16 +116,7 @@ class QueueService:
 
     async def _token_base(self, user_id: str, text: str | None) -> int | None:
         """The journal position a ``syncToken`` stands for, as ``sync/files`` judges it."""
-        if not text:
-            return None
-        # TODO(lead): a public SyncService.base_of(user_id, token) would replace this private call.
-        token = self.sync._decode(user_id, text)
-        assert token is not None
-        async with self.meta.snapshot() as txn:
-            where = positions.position(txn, user_id)
-        if positions.is_current(token, where):
-            return token.listing_head if token.listing_head is not None else token.seq
-        return where.floor  # a stale token: judged against everything still remembered
+        return await self.sync.base_of(user_id, text) if text else None
 
     # -- list ----------------------------------------------------------------------------------
 

@@ -135,19 +135,25 @@ class SyncService:
 
     async def apply(self, user_id: str, device_id: str, request: SyncFilesRequest, origin: str) -> SyncFilesAnswer:
         """Apply each change in order (``sync/files``); conflicts are recorded, not applied."""
-        token = self._decode(user_id, request.sync_token)
         where = await self._position(user_id)
-        if token is None:
-            base = where.head  # the device states no base: only path rules can conflict
-        elif pages.is_current(token, where):
-            base = token.listing_head if token.listing_head is not None else token.seq
-        else:
-            base = where.floor  # a stale token: judge against everything still remembered
+        base = await self.base_of(user_id, request.sync_token, where)
         results = await self.apply_changes(user_id, device_id, request.local_changes, base, origin)
         # The base, not the head: changes of other devices since the base must still reach this
         # device through sync/status (its own come back too; applying them again is harmless).
         next_token = SyncToken(journal_id=where.journal_id, seq=base)
         return SyncFilesAnswer(results=results, next_sync_token=tokens.encode(self._key, user_id, next_token))
+
+    async def base_of(self, user_id: str, text: str | None, where: pages.Position | None = None) -> int:
+        """The journal position local changes based on ``text`` (a sync token) are judged from:
+        its own position; the head when there is none (only path rules can conflict then); the
+        oldest position still remembered for a stale one. ``VALIDATION_ERROR`` for a bad token."""
+        token = self._decode(user_id, text)
+        where = where or await self._position(user_id)
+        if token is None:
+            return where.head
+        if pages.is_current(token, where):
+            return token.listing_head if token.listing_head is not None else token.seq
+        return where.floor
 
     async def apply_changes(
         self,
