@@ -33,6 +33,7 @@ DEVICE_KEYS = {
     "lastActiveAt",
     "isCurrent",
     "settings",
+    "syncData",  # beyond the spec's list: lastSyncAt and pendingUploads, as register answers them
 }
 
 
@@ -247,3 +248,20 @@ async def test_last_active_is_kept_current_at_most_once_a_minute(config: Config,
         assert (await _devices(client, phone))["devices"][0]["lastActiveAt"] == rfc3339(start + 61)
         await trio.sleep(1)
         assert (await _devices(client, phone))["devices"][0]["lastActiveAt"] == rfc3339(start + 121)
+
+
+async def test_the_list_counts_each_devices_pending_uploads_and_when_it_last_synced(client: Any) -> None:
+    phone = await register(client, device_id="phone-9")
+    before = await _devices(client, phone)
+    (entry,) = before["devices"]
+    assert entry["syncData"] == {"lastSyncAt": None, "pendingUploads": 0}
+    init = await client.post(
+        "/api/mobile/upload/init",
+        headers=bearer(phone),
+        json={"files": [{"localId": "p", "name": "p.jpg", "size": 10}]},
+    )
+    assert init.status_code == 200
+    await client.get("/api/mobile/sync/status", headers=bearer(phone))
+    (after,) = (await _devices(client, phone))["devices"]
+    assert after["syncData"]["pendingUploads"] == 1
+    assert after["syncData"]["lastSyncAt"] is not None

@@ -22,6 +22,12 @@ class DeviceView(WireAnswer):
     last_active_at: str
     is_current: bool
     settings: DeviceSettings
+    sync_data: DeviceSyncData
+
+
+class DeviceSyncData(WireAnswer):
+    last_sync_at: str | None
+    pending_uploads: int  # the device's open uploads and upload operations still waiting
 
 
 class DeviceList(WireAnswer):
@@ -37,7 +43,7 @@ class DeviceRemoved(WireAnswer):
     removed: str
 
 
-def device_view(device: Device, current_device_id: str) -> DeviceView:
+def device_view(device: Device, current_device_id: str, pending_uploads: int) -> DeviceView:
     return DeviceView(
         id=device.id,
         name=device.name,
@@ -49,6 +55,10 @@ def device_view(device: Device, current_device_id: str) -> DeviceView:
         last_active_at=rfc3339(device.last_active_at),
         is_current=device.id == current_device_id,
         settings=device.settings,
+        sync_data=DeviceSyncData(
+            last_sync_at=rfc3339(device.last_sync_at) if device.last_sync_at else None,
+            pending_uploads=pending_uploads,
+        ),
     )
 
 
@@ -56,15 +66,19 @@ def device_view(device: Device, current_device_id: str) -> DeviceView:
 async def list_devices(ctx: Ctx) -> DeviceList:
     """The account's registered devices; ``isCurrent`` marks the calling one."""
     current = ctx.principal.device_id
-    devices = await ctx.node.devices.for_user(ctx.principal.user_id)
-    return DeviceList(devices=[device_view(d, current) for d in devices], current_device=current)
+    user_id = ctx.principal.user_id
+    devices = await ctx.node.devices.for_user(user_id)
+    views = [device_view(d, current, await ctx.node.queue.pending_uploads(user_id, d.id)) for d in devices]
+    return DeviceList(devices=views, current_device=current)
 
 
 @router.put("/devices/<device_id>/settings", body=SettingsPatch, response=DeviceAnswer)
 async def update_settings(ctx: Ctx, body: SettingsPatch, device_id: str) -> DeviceAnswer:
     """Change some of a device's settings; the answer holds all six."""
-    device = await ctx.node.devices.update_settings(ctx.principal.user_id, device_id, body)
-    return DeviceAnswer(device=device_view(device, ctx.principal.device_id))
+    user_id = ctx.principal.user_id
+    device = await ctx.node.devices.update_settings(user_id, device_id, body)
+    pending = await ctx.node.queue.pending_uploads(user_id, device.id)
+    return DeviceAnswer(device=device_view(device, ctx.principal.device_id, pending))
 
 
 @router.delete("/devices/<device_id>", response=DeviceRemoved)

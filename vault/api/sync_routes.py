@@ -22,7 +22,10 @@ async def sync_status(ctx: Ctx) -> Response:
     """What changed since ``syncToken`` (or ``lastSync``; neither: the whole tree), a page at a
     time; ``wait=N`` holds the request until a change arrives; ``If-None-Match`` answers 304."""
     query = query_as(ctx, StatusQuery)
-    answer, etag = await ctx.node.sync.status(ctx.principal.user_id, query, ctx.request.headers.get("If-None-Match"))
+    p = ctx.principal
+    answer, etag = await ctx.node.sync.status(
+        p.user_id, query, ctx.request.headers.get("If-None-Match"), device_id=p.device_id
+    )
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
     if answer is None:
         return Response(b"", status=304, headers=headers)

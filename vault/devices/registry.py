@@ -144,3 +144,11 @@ def touch(txn: Txn, user_id: str, device_id: str, now: float) -> None:
     if device is not None and now > device.last_active_at:
         device.last_active_at = now
         txn.put(DEVICES, device_key(user_id, device_id), device)
+
+
+def mark_synced(txn: Txn, user_id: str, device_id: str, now: float) -> None:
+    """Record that the device just fetched its changes (``syncData.lastSyncAt``)."""
+    device = get_device(txn, user_id, device_id)
+    if device is not None:
+        device.last_sync_at = now
+        txn.put(DEVICES, device_key(user_id, device_id), device)

@@ -12,7 +12,7 @@ import msgspec
 
 from vault import errors
 from vault.clock import Clock, parse_rfc3339
-from vault.devices.registry import get_device
+from vault.devices.registry import get_device, mark_synced
 from vault.files import journal
 from vault.files.changes import ChangeTxn, FileChanges
 from vault.files.feed import ChangeFeed
@@ -43,6 +43,7 @@ from vault.uploads.service import UploadService
 from vault.uploads.wire import InitFile, InitRequest, PlannedFile
 
 _SYNC_KEY = b"sync_token_key"
+_SYNC_NOTE_EVERY = 60.0
 
 
 class SyncService:
@@ -93,7 +94,7 @@ class SyncService:
     # -- status --------------------------------------------------------------------------------
 
     async def status(
-        self, user_id: str, query: StatusQuery, if_none_match: str | None
+        self, user_id: str, query: StatusQuery, if_none_match: str | None, *, device_id: str | None = None
     ) -> tuple[SyncStatus | None, str]:
         """The page of changes after ``query``'s token, or ``None`` (304) when ``if_none_match``
         is still the answer's ETag; returns the ETag too."""
@@ -117,8 +118,20 @@ class SyncService:
             if if_none_match is not None and if_none_match == tag:
                 return None, tag
             page, open_conflicts, where = await self.offload.run(self._page, user_id, token, since, query.limit)
-        answer = pages.answer(page, key=self._key, user_id=user_id, now=self.clock.now(), open_conflicts=open_conflicts)
+        now = self.clock.now()
+        answer = pages.answer(page, key=self._key, user_id=user_id, now=now, open_conflicts=open_conflicts)
+        if device_id is not None:
+            await self._note_sync(user_id, device_id, now)
         return answer, pages.etag(query.sync_token, query.limit, where)
+
+    async def _note_sync(self, user_id: str, device_id: str, now: float) -> None:
+        """``syncData.lastSyncAt`` of the device, written at most once a minute (a durable write
+        per poll would cost more than the poll)."""
+        async with self.meta.snapshot() as txn:
+            device = get_device(txn, user_id, device_id)
+        if device is None or (device.last_sync_at is not None and now - device.last_sync_at < _SYNC_NOTE_EVERY):
+            return
+        await self.meta.write(lambda txn: mark_synced(txn, user_id, device_id, now))
 
     async def _position(self, user_id: str) -> pages.Position:
         async with self.meta.snapshot() as txn:
