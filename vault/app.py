@@ -8,6 +8,7 @@ import msgspec
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
+from vault import errors
 from vault.api import (
     auth_routes,
     chunk_routes,
@@ -23,7 +24,7 @@ from vault.api import (
 from vault.api.envelope import current_request_id, error_response
 from vault.api.error_mapping import as_vault_error
 from vault.api.openapi import build_openapi
-from vault.api.raw import RawRoute, Receive, Scope, Send, serve_raw
+from vault.api.raw import RawRequest, RawResponse, RawRoute, Receive, Scope, Send, serve_raw
 from vault.api.request_log import log_request
 from vault.api.routing import ApiRouter
 from vault.api.system import system
@@ -47,7 +48,26 @@ class VaultApp(QuartTrio):
                 if params is not None:
                     await serve_raw(self.node, route, scope, receive, send, params)
                     return
+            if _declared_length(scope) > int(self.config["MAX_CONTENT_LENGTH"]):
+                # Refused before a byte of the body is read, and the connection closed after the
+                # answer: Quart would answer 413 but keep the connection, whose unread body then
+                # swallowed the next request.
+                route = RawRoute([scope["method"]], scope["path"], self._too_large, "body_too_large")
+                await serve_raw(self.node, route, scope, receive, send, {})
+                return
         await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+
+    async def _too_large(self, req: RawRequest) -> RawResponse:
+        limit = int(self.config["MAX_CONTENT_LENGTH"])
+        raise errors.PayloadTooLarge("Request body too large", details={"limit": limit})
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else 0
+    return 0
 
 
 def _routers() -> list[ApiRouter]:
@@ -131,4 +151,9 @@ def _install_hooks(app: VaultApp) -> None:
             where=f"{request.method} {request.path}",
             body_limit=int(app.config["MAX_CONTENT_LENGTH"]),
         )
-        return error_response(error, current_request_id())
+        response = error_response(error, current_request_id())
+        if error.status in (408, 413):
+            # The body was refused before it was read: what is left of it would be taken for the
+            # next request on this connection, so it is not kept alive.
+            response.headers["Connection"] = "close"
+        return response

@@ -32,7 +32,11 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_DRAIN_LIMIT = 80 * 1024 * 1024
+# A rejected body up to this size is read and dropped so the connection can serve the next
+# request; a larger one is not worth receiving: the answer says ``Connection: close`` instead.
+_DRAIN_LIMIT = 1024 * 1024
+_DISCARD_SECONDS = 30.0
+_DISCARD_IDLE = 2.0
 
 
 class ClientDisconnected(Exception):
@@ -106,7 +110,16 @@ class RawRequest:
             tuple(server) if server else None,  # type: ignore[arg-type]
         )
 
-    async def drain(self, limit: int = 1 << 20) -> None:
+    @property
+    def body_unread(self) -> bool:
+        """The request has a body that was not read to its end."""
+        if self._body_done:
+            return False
+        chunked = "chunked" in (self.header("transfer-encoding") or "").lower()
+        raw = self.header("content-length")
+        return chunked or (raw is not None and raw.strip() not in ("", "0"))
+
+    async def drain(self, limit: int = _DRAIN_LIMIT) -> None:
         """Read and drop a small leftover body so the connection can be reused."""
         seen = 0
         async for piece in self.body():
@@ -168,25 +181,31 @@ async def serve_raw(
     except Exception as exc:
         error = as_vault_error(exc, request_id=req.request_id, where=f"{req.method} {route.pattern}")
         response = error_raw(error, req.request_id)
-        if not isinstance(error, errors.InternalError):
-            # Read what is left of a rejected body (within reason) so the client, still sending,
-            # gets to read the error instead of a reset connection.
-            try:
-                with trio.move_on_after(5):
-                    await req.drain(_DRAIN_LIMIT)
-            except (errors.VaultError, ClientDisconnected):
-                pass
+        declared = _declared_length(req)
+        if req.body_unread and declared is not None and declared <= _DRAIN_LIMIT:
+            # Read what is left of a small rejected body so the client, still sending, gets to read
+            # the error and may reuse the connection.
+            await _discard_body(req, 5)
     headers = [*response.headers, ("x-request-id", req.request_id)]
+    unread = req.body_unread
+    if unread:
+        # The rest of the body would be read as the next request: never reuse this connection.
+        headers.append(("connection", "close"))
     if not any(k.lower() == "content-length" for k, _ in headers):
         headers.append(("content-length", str(len(response.body))))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body, "more_body": False})
+    start = {
+        "type": "http.response.start",
+        "status": response.status,
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+    }
+    async with trio.open_nursery() as nursery:
+        if unread:
+            # Hypercorn cannot send the answer (nor close) while its queue of body pieces for the
+            # app is full and the client still sending: take the rest of the body, and drop it,
+            # while the answer goes out, for a while (the client stops once it reads the answer).
+            nursery.start_soon(_discard_body, req, _DISCARD_SECONDS)
+        await send(start)
+        await send({"type": "http.response.body", "body": response.body, "more_body": False})
     log_request(
         node.metrics,
         request_id=req.request_id,
@@ -195,6 +214,24 @@ async def serve_raw(
         status=response.status,
         seconds=time.perf_counter() - started,
     )
+
+
+async def _discard_body(req: RawRequest, seconds: float) -> None:
+    """Read and drop the rest of the body for up to ``seconds``, or until it pauses for
+    ``_DISCARD_IDLE`` (a client that stopped sending is waiting for the answer it has)."""
+    with trio.move_on_after(seconds):
+        try:
+            async for _ in req.body(read_timeout=min(seconds, _DISCARD_IDLE)):
+                pass
+        except (errors.VaultError, ClientDisconnected):
+            pass
+
+
+def _declared_length(req: RawRequest) -> int | None:
+    try:
+        return req.content_length
+    except errors.VaultError:
+        return None
 
 
 def error_raw(
