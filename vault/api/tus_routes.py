@@ -45,14 +45,21 @@ class _KeptBody:
 
     def __init__(self, req: RawRequest) -> None:
         self._req = req
-        self.interrupted = False
+        self.disconnected = False
+        self.stalled = False
+
+    @property
+    def interrupted(self) -> bool:
+        return self.disconnected or self.stalled
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for piece in self._req.body():
                 yield piece
-        except (ClientDisconnected, errors.BodyStalled):
-            self.interrupted = True
+        except ClientDisconnected:
+            self.disconnected = True
+        except errors.BodyStalled:
+            self.stalled = True
 
 
 async def handle(req: RawRequest) -> RawResponse:
@@ -120,14 +127,15 @@ def _upload_checksum(req: RawRequest) -> UploadChecksum | None:
 
 
 async def _receive(req: RawRequest, tus: TusService, user_id: str, upload: UploadSession, offset: int) -> int:
-    """Store the body at ``offset``; the new offset, or ``ClientDisconnected`` once what arrived
-    is kept (and the file made, if that was the last byte)."""
+    """Store the body at ``offset``; the new offset (also when the body stalled: a client still
+    there learns how far it got), or ``ClientDisconnected`` once what arrived is kept (and the
+    file made, if that was the last byte)."""
     declared = req.content_length
     if declared is not None and offset + declared > upload.size:
         raise errors.PayloadTooLarge("PATCH body goes past Upload-Length")
     body = _KeptBody(req)
     new_offset = await tus.receive(user_id, upload, offset, body, _upload_checksum(req))
-    if body.interrupted:
+    if body.disconnected:
         if new_offset == upload.size:
             await tus.uploads.finalize(user_id, upload.id, None, {})
         raise ClientDisconnected()

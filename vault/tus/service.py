@@ -43,7 +43,8 @@ from vault.uploads.service import UploadService
 class PatchBody(Protocol):
     """A PATCH body that ends quietly when the client goes away (``interrupted`` then says so)."""
 
-    interrupted: bool
+    @property
+    def interrupted(self) -> bool: ...
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
