@@ -10,7 +10,9 @@ The map grows (doubling) when a batch does not fit, with readers of this process
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -31,6 +33,18 @@ _GROW_ATTEMPTS = 8
 
 def _released(txn: lmdb.Transaction) -> None:
     raise RuntimeError("this write already ran")
+
+
+# Below this much free space at the moment a commit failed, the failure is taken for a full disk.
+_FULL_BELOW = 16 * 1024 * 1024
+
+
+def _disk_full(env: lmdb.Environment) -> bool:
+    try:
+        stats = os.statvfs(env.path())
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < _FULL_BELOW
 
 
 class WriteJob:
@@ -181,9 +195,18 @@ class LmdbWriter:
                 for job in batch:
                     job.error = self._fail(f"{self.label} is full and its map could not grow")
         except lmdb.Error as exc:
-            log.exception("%s commit failed", self.label)
+            full = _disk_full(env)
+            if full:
+                log.error("%s commit failed: the disk is full (%s)", self.label, exc)
+            else:
+                log.exception("%s commit failed", self.label)
             for job in batch:
+                # A full disk is its own error (the node answers 507 and recovers once there is
+                # room); LMDB reports it as whatever its write() saw, often EIO.
+                error = OSError(errno.ENOSPC, f"{self.label}: no space left on its disk") if full else None
                 job.error = self._fail(f"{self.label} commit failed: {exc}")
+                if error is not None:
+                    job.error.__cause__ = error
         finally:
             for job in batch:
                 # The thread keeps its last batch until the next arrives: let go of the closure
