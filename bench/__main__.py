@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "chunkstore": "bench.chunkstore",
     "api": "bench.api",
     "uploads": "bench.uploads",
+    "sync": "bench.sync",
 }
 
 
