@@ -136,3 +136,13 @@ def test_a_wrong_backend_option_stops_serve_with_one_line_before_it_does_anythin
     (line,) = result.stderr.splitlines()
     assert line.startswith("vault: config key storage.options.fsync_every: ")
     assert not (tmp_path / "d").exists()
+
+
+def test_hypercorns_read_timeout_outlasts_the_longest_long_poll(tmp_path: Path) -> None:
+    """Hypercorn's read timeout runs while a request is answered: below the longest sync/status
+    wait it cut long polls at 60 s (found by `python -m bench sync`)."""
+    from vault.cli.serve import hypercorn_config
+    from vault.config import config_from_mapping
+    from vault.sync.wire import LONGEST_WAIT
+
+    assert hypercorn_config(config_from_mapping({})).read_timeout > LONGEST_WAIT

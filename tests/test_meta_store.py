@@ -157,3 +157,19 @@ async def test_close_waits_for_a_read_still_open_in_a_worker_thread(tmp_path: Pa
         assert order == []
         release.set()
     assert order == ["read kept", "closed"]
+
+
+async def test_a_finished_read_gives_its_reader_slot_back_even_while_its_txn_is_still_referenced(
+    tmp_path: Path,
+) -> None:
+    """py-lmdb frees a reader slot only with the transaction object: callers keep their ``txn``
+    variable after the block (a thousand long polls did), so the store lets go of it itself."""
+    store = MetaStore(tmp_path / "meta")
+    await store.open()
+    kept = []
+    for _ in range(5000):  # more than the environment has reader slots
+        async with store.snapshot() as txn:
+            kept.append(txn)
+    with store.read() as txn:
+        assert txn.count(NOTES) == 0  # a reader slot was still free
+    await store.close()

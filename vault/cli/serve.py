@@ -19,6 +19,7 @@ from vault.cli.common import CommandError, check_plugins, config_from_args, setu
 from vault.config import Config
 from vault.datadir_lock import node_is_running
 from vault.memory import limit_malloc_arenas
+from vault.sync.wire import LONGEST_WAIT
 
 log = logging.getLogger("vault.serve")
 
@@ -54,7 +55,10 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.accesslog = None  # our own structured request log replaces it
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.keep_alive_timeout = 75
-    hc.read_timeout = int(config.server.body_read_timeout)
+    # Hypercorn's read timeout also runs while a request is being answered: it must outlast the
+    # longest long poll (sync/status wait=300), or those connections are cut at 60 s. Slow request
+    # bodies are cut by the node itself (server.body_read_timeout, server.min_body_rate).
+    hc.read_timeout = int(max(float(config.server.body_read_timeout), LONGEST_WAIT + 30))
     return hc
 
 

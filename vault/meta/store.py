@@ -195,7 +195,8 @@ class MetaStore:
             sync=True,
             metasync=True,
             readahead=False,
-            max_readers=256,
+            # Readers are short, but many at once: every request's lookups and long polls' checks.
+            max_readers=4096,
         )
         try:
             with env.begin(write=True) as txn:
@@ -276,10 +277,16 @@ class MetaStore:
             # Another process grew the map: adopt its size (no reader may be live for that).
             self._adopt_grown_map()
             txn = self.env.begin(write=False)
+        wrapper = Txn(txn, self._dbs)
         try:
-            yield Txn(txn, self._dbs)
+            yield wrapper
         finally:
             txn.abort()
+            # py-lmdb gives the reader slot back only when the transaction object is freed, not
+            # at abort; a caller's ``txn`` variable outlives the block (across awaits, even), so
+            # let go of it here: with a thousand long polls the slots ran out (MDB_READERS_FULL).
+            wrapper.raw = None  # type: ignore[assignment]
+            del txn
 
     def _adopt_grown_map(self) -> None:
         # Called holding a shared gate: leave it for the exclusive one, then come back.

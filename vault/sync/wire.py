@@ -109,13 +109,16 @@ class SyncStatus(WireAnswer, omit_defaults=True):
     reset_required: bool = False
 
 
+LONGEST_WAIT = 300  # seconds a sync/status long poll may be held
+
+
 class StatusQuery(WireQuery):
     """Query parameters of ``GET /sync/status``."""
 
     sync_token: str | None = None
     last_sync: Annotated[str, Meta(description="RFC 3339 time; changes after it")] | None = None
     limit: Annotated[int, Meta(ge=1, le=5000)] = 1000
-    wait: Annotated[int, Meta(ge=0, le=300, description="seconds to hold the request until a change")] = 0
+    wait: Annotated[int, Meta(ge=0, le=LONGEST_WAIT, description="seconds to hold the request until a change")] = 0
 
 
 class Resolution(WireRequest):
