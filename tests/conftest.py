@@ -18,6 +18,8 @@ from vault.app import VaultApp, create_app
 from vault.cli.serve import hypercorn_config
 from vault.clock import TrioClock
 from vault.config import Config, config_from_mapping
+from vault.meta import MetaStore
+from vault.meta_upgrades import metadata_store
 
 
 @pytest.fixture
@@ -104,3 +106,14 @@ async def live_node(config: Config, nursery: trio.Nursery) -> AsyncIterator[Live
     )
     yield LiveNode(application, bound[0])
     stop.set()
+
+
+@pytest.fixture
+async def meta(tmp_path: Path) -> AsyncIterator[MetaStore]:
+    """A data directory's metadata store, opened (with its schema upgrades) and closed after."""
+    store = metadata_store(tmp_path)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

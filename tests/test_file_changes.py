@@ -3,9 +3,6 @@ subscribers in one transaction; the change feed wakes watchers only after the co
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 import trio
 import trio.testing
@@ -19,22 +16,11 @@ from vault.files.feed import ChangeFeed
 from vault.files.journal import JournalEntry
 from vault.files.records import ChunkRef
 from vault.meta import MetaStore, Table, Txn
-from vault.meta_upgrades import metadata_store
 from vault.quota import get_usage
 
 USER = "user_a"
 CHUNK = ChunkId(b"\x01" * 32)
 OTHER_CHUNK = ChunkId(b"\x02" * 32)
-
-
-@pytest.fixture
-async def meta(tmp_path: Path) -> AsyncIterator[MetaStore]:
-    store = metadata_store(tmp_path)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def _content(name: str = "a.jpg", folder: str = "/photos", chunk: ChunkId = CHUNK, size: int = 10) -> PutContent:

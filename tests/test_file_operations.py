@@ -4,8 +4,6 @@ Each operation goes through ``ChangeTxn.apply`` and writes one journal entry per
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,20 +19,9 @@ from vault.files.feed import ChangeFeed
 from vault.files.journal import JournalEntry
 from vault.files.records import ChunkRef
 from vault.meta import MetaStore, Txn
-from vault.meta_upgrades import metadata_store
 from vault.quota import get_usage
 
 USER = "user_a"
-
-
-@pytest.fixture
-async def meta(tmp_path: Path) -> AsyncIterator[MetaStore]:
-    store = metadata_store(tmp_path)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def _chunk(n: int) -> ChunkId:

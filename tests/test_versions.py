@@ -4,8 +4,7 @@ references and usage with it), lists it, and can make it current again."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from vault.files.feed import ChangeFeed
 from vault.files.reclaim import reclaim_expired
 from vault.files.records import FILES, VERSION_MANIFESTS, VERSIONS, VERSIONS_BY_TIME, ChunkRef
 from vault.meta import MetaStore
-from vault.meta_upgrades import metadata_store
 from vault.quota import get_usage
 
 KiB = 1024
@@ -33,16 +31,6 @@ USER = "user_a"
 
 def _chunk(n: int) -> ChunkId:
     return ChunkId(bytes([n]) * 32)
-
-
-@pytest.fixture
-async def meta(tmp_path: Path) -> AsyncIterator[MetaStore]:
-    store = metadata_store(tmp_path)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def _put(changes: FileChanges, n: int, size: int, *, now: float, quota: int = 0) -> str:
