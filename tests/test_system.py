@@ -121,3 +121,12 @@ async def test_logs_never_carry_tokens_or_passwords(client: Any, caplog: Any) ->
     assert '"route": "/api/mobile/auth/refresh"' in text  # requests were logged at all
     for secret in (password, tokens["accessToken"], tokens["refreshToken"], "apns-secret-token"):
         assert secret not in text
+
+
+async def test_the_openapi_document_describes_tus_health_metrics_and_head_on_content(client: Any) -> None:
+    doc = await (await client.get("/api/mobile/openapi.json")).get_json()
+    paths = doc["paths"]
+    assert set(paths["/api/mobile/tus/"]) == {"options", "post"}
+    assert set(paths["/api/mobile/tus/{upload_id}"]) == {"head", "patch", "delete"}
+    assert "head" in paths["/api/mobile/files/{file_id}/content"]
+    assert "get" in paths["/api/health"] and "get" in paths["/metrics"]

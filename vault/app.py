@@ -27,6 +27,7 @@ from vault.api.openapi import build_openapi
 from vault.api.raw import RawRequest, RawResponse, RawRoute, Receive, Scope, Send, serve_raw
 from vault.api.request_log import log_request
 from vault.api.routing import ApiRouter
+from vault.api.system import docs as system_docs
 from vault.api.system import system
 from vault.chunks import ChunkBackend
 from vault.clock import Clock
@@ -106,7 +107,7 @@ def create_app(
     routers = _routers()
     for router in routers:
         app.register_blueprint(router.blueprint)
-    docs = [d for r in routers for d in r.docs] + chunk_routes.docs()
+    docs = [d for r in routers for d in r.docs] + chunk_routes.docs() + tus_routes.docs() + system_docs()
     app.openapi_document = msgspec.json.encode(build_openapi(docs))
     _install_hooks(app)
 

@@ -7,9 +7,45 @@ from quart import Blueprint, Response, current_app
 from vault import __version__
 from vault.api.compression import json_bytes_response
 from vault.api.envelope import json_response
+from vault.api.routing import RouteDoc
 from vault.metrics import CONTENT_TYPE
+from vault.wire import WireAnswer
 
 system = Blueprint("system", __name__)
+
+
+class Health(WireAnswer, omit_defaults=True):
+    status: str  # "healthy" or "unhealthy" (then with a reason, and HTTP 503)
+    version: str
+    reason: str | None = None
+
+
+def docs() -> list[RouteDoc]:
+    """OpenAPI entries for the routes outside the mobile API."""
+    return [
+        RouteDoc(
+            method="GET",
+            path="/api/health",
+            summary="Liveness and readiness: 503 with a reason when a store cannot be read",
+            body=None,
+            response=Health,
+            auth=False,
+            status=200,
+            envelope=False,
+            tags=["system"],
+        ),
+        RouteDoc(
+            method="GET",
+            path="/metrics",
+            summary="Prometheus metrics (text format)",
+            body=None,
+            response=None,
+            auth=False,
+            status=200,
+            envelope=False,
+            tags=["system"],
+        ),
+    ]
 
 
 @system.get("/api/health")

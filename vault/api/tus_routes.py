@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from vault import errors
 from vault.api.raw import ClientDisconnected, RawRequest, RawResponse, RawRoute, error_raw
+from vault.api.routing import RouteDoc
 from vault.files.paths import normalize_folder, normalize_mime, normalize_name
 from vault.numbers import ascii_int
 from vault.tus.protocol import (
@@ -189,6 +190,33 @@ async def _create(req: RawRequest, tus: TusService, user_id: str, device_id: str
         await tus.uploads.finalize(user_id, upload.id, None, {})
     headers.append(("upload-offset", str(offset)))
     return _empty(201, headers)
+
+
+def docs() -> list[RouteDoc]:
+    """OpenAPI entries for tus 1.0 (headers in and out, no JSON bodies but for errors)."""
+    summaries = {
+        ("OPTIONS", BASE + "/"): "tus capabilities: Tus-Version, Tus-Extension, Tus-Checksum-Algorithm, Tus-Max-Size",
+        ("POST", BASE + "/"): "Create an upload (Upload-Length, Upload-Metadata: filename, folder, filetype); "
+        "with a body of Content-Type application/offset+octet-stream, creation-with-upload",
+        ("HEAD", BASE + "/{upload_id}"): "Upload-Offset and Upload-Length of an upload",
+        ("PATCH", BASE + "/{upload_id}"): "Append bytes at Upload-Offset (optional Upload-Checksum; 460 on mismatch)",
+        ("DELETE", BASE + "/{upload_id}"): "Terminate an upload",
+    }
+    statuses = {"OPTIONS": 204, "POST": 201, "HEAD": 200, "PATCH": 204, "DELETE": 204}
+    return [
+        RouteDoc(
+            method=method,
+            path=path,
+            summary=summary,
+            body=None,
+            response=None,
+            auth=method != "OPTIONS",
+            status=statuses[method],
+            envelope=False,
+            tags=["tus"],
+        )
+        for (method, path), summary in summaries.items()
+    ]
 
 
 def routes() -> list[RawRoute]:
