@@ -174,3 +174,15 @@ async def test_head_never_reports_done_for_an_upload_that_made_no_file(live_node
         assert head.status_code == 507
         listing = (await http.get("/api/mobile/files", params={"folder": "/"}, headers=headers)).json()
         assert listing["data"]["files"] == []
+
+
+async def test_a_method_tus_does_not_take_there_is_405_with_allow(live_node: LiveNode) -> None:
+    async with live_node.client() as http:
+        headers = {**(await _login(http)), "Tus-Resumable": "1.0.0"}
+        created = await http.post(
+            "/api/mobile/tus/", headers={**headers, "Upload-Length": "10", "Upload-Metadata": _meta(filename="a")}
+        )
+        at_upload = await http.post(created.headers["Location"], headers=headers)
+        assert at_upload.status_code == 405 and at_upload.headers["Allow"] == "OPTIONS, HEAD, PATCH, DELETE"
+        at_base = await http.patch("/api/mobile/tus/", headers=headers)
+        assert at_base.status_code == 405 and at_base.headers["Allow"] == "OPTIONS, POST"

@@ -30,6 +30,8 @@ from vault.uploads.wire import MAX_FILE_SIZE
 
 BASE = "/api/mobile/tus"
 CHECKSUM_MISMATCH = 460
+_CREATE_METHODS = "OPTIONS, POST"
+_UPLOAD_METHODS = "OPTIONS, HEAD, PATCH, DELETE"
 
 
 def _tus_headers(extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -92,10 +94,10 @@ async def _dispatch(req: RawRequest) -> RawResponse:
     upload_id = req.params.get("upload_id")
     if method == "POST":
         if upload_id:
-            raise errors.MethodNotAllowed()
+            raise errors.MethodNotAllowed(headers={"Allow": _UPLOAD_METHODS})
         return await _create(req, tus, principal.user_id, principal.device_id)
     if not upload_id:
-        raise errors.MethodNotAllowed()
+        raise errors.MethodNotAllowed(headers={"Allow": _CREATE_METHODS})
     if method == "HEAD":
         upload, offset = await tus.status(principal.user_id, upload_id)
         if upload.status == "uploading" and offset == upload.size:
@@ -116,7 +118,7 @@ async def _dispatch(req: RawRequest) -> RawResponse:
         return _empty(204, [])
     if method == "PATCH":
         return await _patch(req, tus, principal.user_id, upload_id)
-    raise errors.MethodNotAllowed()
+    raise errors.MethodNotAllowed(headers={"Allow": _UPLOAD_METHODS})
 
 
 def _upload_checksum(req: RawRequest) -> UploadChecksum | None:
