@@ -65,24 +65,19 @@ def docs() -> list[RouteDoc]:
     """OpenAPI entries for the raw routes (their bodies are bytes, their answers structs)."""
     checksum = "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>"
     return [
-        _doc(CHUNK_PATH, f"Upload one chunk's raw bytes (application/octet-stream); {checksum}"),
-        _doc(
+        RouteDoc(
+            "PUT",
+            CHUNK_PATH,
+            f"Upload one chunk's raw bytes (application/octet-stream); {checksum}",
+            response=ChunkReceipt,
+            tags=["uploads"],
+        ),
+        RouteDoc(
+            "PUT",
             FILE_PATH,
             "Upload one chunk's raw bytes to the file's uploadUrl, naming the chunk with "
             f"Content-Range: bytes START-END/SIZE (its planned range); {checksum}",
+            response=ChunkReceipt,
+            tags=["uploads"],
         ),
     ]
-
-
-def _doc(path: str, summary: str) -> RouteDoc:
-    return RouteDoc(
-        method="PUT",
-        path=path,
-        summary=summary,
-        body=None,
-        response=ChunkReceipt,
-        auth=True,
-        status=200,
-        envelope=True,
-        tags=["uploads"],
-    )

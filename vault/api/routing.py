@@ -53,11 +53,11 @@ class RouteDoc:
     method: str
     path: str
     summary: str
-    body: type | None
-    response: type | None
-    auth: bool
-    status: int
-    envelope: bool
+    body: type | None = None
+    response: type | None = None
+    auth: bool = True
+    status: int = 200
+    envelope: bool = True
     query: type | None = None
     tags: list[str] = field(default_factory=list)
 

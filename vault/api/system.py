@@ -24,27 +24,15 @@ def docs() -> list[RouteDoc]:
     """OpenAPI entries for the routes outside the mobile API."""
     return [
         RouteDoc(
-            method="GET",
-            path="/api/health",
-            summary="Liveness and readiness: 503 with a reason when a store cannot be read",
-            body=None,
+            "GET",
+            "/api/health",
+            "Liveness and readiness: 503 with a reason when a store cannot be read",
             response=Health,
             auth=False,
-            status=200,
             envelope=False,
             tags=["system"],
         ),
-        RouteDoc(
-            method="GET",
-            path="/metrics",
-            summary="Prometheus metrics (text format)",
-            body=None,
-            response=None,
-            auth=False,
-            status=200,
-            envelope=False,
-            tags=["system"],
-        ),
+        RouteDoc("GET", "/metrics", "Prometheus metrics (text format)", auth=False, envelope=False, tags=["system"]),
     ]
 
 

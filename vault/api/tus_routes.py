@@ -206,17 +206,7 @@ def docs() -> list[RouteDoc]:
     }
     statuses = {"OPTIONS": 204, "POST": 201, "HEAD": 200, "PATCH": 204, "DELETE": 204}
     return [
-        RouteDoc(
-            method=method,
-            path=path,
-            summary=summary,
-            body=None,
-            response=None,
-            auth=method != "OPTIONS",
-            status=statuses[method],
-            envelope=False,
-            tags=["tus"],
-        )
+        RouteDoc(method, path, summary, auth=method != "OPTIONS", status=statuses[method], envelope=False, tags=["tus"])
         for (method, path), summary in summaries.items()
     ]
 

@@ -140,8 +140,8 @@ class SyncService:
     def _page(
         self, user_id: str, token: SyncToken | None, since: float | None, limit: int
     ) -> tuple[pages.Page, list[conflicts.Conflict], pages.Position]:
-        page = pages.compute(self.meta, user_id, token, since, limit)
-        with self.meta.read() as txn:
+        with self.meta.read() as txn:  # the page, its conflicts and its ETag from one snapshot
+            page = pages.compute(txn, user_id, token, since, limit)
             return page, conflicts.open_conflicts(txn, user_id), pages.position(txn, user_id)
 
     # -- local changes -------------------------------------------------------------------------

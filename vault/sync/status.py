@@ -17,7 +17,7 @@ import msgspec
 from vault.clock import rfc3339
 from vault.files import journal
 from vault.files.records import FILES, FILES_BY_PATH, FOLDERS, FileRecord, file_entry, path_key
-from vault.meta import MetaStore, Txn
+from vault.meta import Txn
 from vault.sync import conflicts, tokens
 from vault.sync.coalesce import Changes, FolderChanges, coalesce
 from vault.sync.tokens import SyncToken
@@ -72,20 +72,19 @@ class Page(msgspec.Struct, kw_only=True):
     reset_required: bool = False
 
 
-def compute(meta: MetaStore, user_id: str, token: SyncToken | None, since: float | None, limit: int) -> Page:
-    """One page of changes for ``user_id`` (blocking: call it in a worker thread)."""
-    with meta.read() as txn:
-        where = position(txn, user_id)
-        if token is not None and not is_current(token, where):
-            return _reset(where)
-        if token is None and since is not None:
-            first = journal.entry(txn, user_id, where.floor + 1)
-            if where.floor > 0 and (first is None or first.at > since):
-                return _reset(where)  # changes after ``since`` may have been pruned
-            token = SyncToken(journal_id=where.journal_id, seq=journal.last_seq_before(txn, user_id, since))
-        if token is None or token.listing:
-            return _listing(txn, user_id, where, token, limit)
-        entries = journal.since(txn, user_id, token.seq, limit=limit)
+def compute(txn: Txn, user_id: str, token: SyncToken | None, since: float | None, limit: int) -> Page:
+    """One page of changes for ``user_id``, read in ``txn`` (a scan: in a worker thread)."""
+    where = position(txn, user_id)
+    if token is not None and not is_current(token, where):
+        return _reset(where)
+    if token is None and since is not None:
+        first = journal.entry(txn, user_id, where.floor + 1)
+        if where.floor > 0 and (first is None or first.at > since):
+            return _reset(where)  # changes after ``since`` may have been pruned
+        token = SyncToken(journal_id=where.journal_id, seq=journal.last_seq_before(txn, user_id, since))
+    if token is None or token.listing:
+        return _listing(txn, user_id, where, token, limit)
+    entries = journal.since(txn, user_id, token.seq, limit=limit)
     last = entries[-1].seq if entries else token.seq
     return Page(
         changes=coalesce(entries),
