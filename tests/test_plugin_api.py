@@ -14,6 +14,7 @@ import vault.plugin_api as api
 from vault.plugin_api import (
     Delivered,
     Outcome,
+    ProviderContext,
     ProviderOptions,
     PushMessage,
     PushProvider,
@@ -105,7 +106,7 @@ class _Recording(PushProvider):
         self.outcome = outcome
         self.events: list[str] = []
 
-    async def open(self) -> None:
+    async def open(self, context: ProviderContext) -> None:
         self.events.append("open")
 
     async def close(self) -> None:

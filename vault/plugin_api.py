@@ -32,8 +32,11 @@ Push providers (group ``vault.push``, listed in ``[push] providers``)
     Subclass ``PushProvider``; its ``[push.<name>]`` table is decoded into its ``Options`` (a
     ``ProviderOptions`` subclass) and passed to the constructor. ``send`` answers every message
     with an ``Outcome``: ``Delivered``, ``RetryLater`` or ``RegistrationGone``; it does not raise
-    for a service's answer. Retries, quiet hours and the outbox are the node's. Smoke-test with
-    ``check_provider(provider)``.
+    for a service's answer. ``open(context)`` gets a ``ProviderContext`` (a state directory of
+    its own and the node's ``VapidKey``); ``check_registration`` may refuse a token at register
+    time. ``retry_after`` and ``status_outcome`` read the answers HTTP push services share.
+    Retries, quiet hours and the outbox are the node's. Smoke-test with
+    ``check_provider(provider)`` (``sample_context`` builds a context for your own tests).
 
 Plan policies (group ``vault.policies``, chosen by ``[plans] policy``)
     Subclass ``PlanPolicy``; it is built as ``YourPolicy(config)`` with the node's ``Config``
@@ -69,10 +72,12 @@ from vault.config import Config, PlanConfig
 from vault.lmdb_gate import ReadGate
 from vault.lmdb_writer import LmdbWriter, Pending
 from vault.policies import UNLIMITED, Account, PlanPolicy
-from vault.push.conformance import check_provider
+from vault.push.conformance import check_provider, sample_context
+from vault.push.http import retry_after, status_outcome
 from vault.push.provider import (
     Delivered,
     Outcome,
+    ProviderContext,
     ProviderOptions,
     PushMessage,
     PushProvider,
@@ -80,6 +85,7 @@ from vault.push.provider import (
     RegistrationGone,
     RetryLater,
 )
+from vault.push.vapid import VapidKey
 
 __all__ = [
     "CHECKS",
@@ -108,6 +114,7 @@ __all__ = [
     "Pending",
     "PlanConfig",
     "PlanPolicy",
+    "ProviderContext",
     "ProviderOptions",
     "PushMessage",
     "PushProvider",
@@ -116,12 +123,16 @@ __all__ = [
     "RegistrationGone",
     "RetryLater",
     "RetryingBackend",
+    "VapidKey",
     "check_name",
     "check_provider",
     "chunk_id_from_hex",
     "memory_harness",
     "options_as",
+    "retry_after",
     "run_all",
     "run_check",
+    "sample_context",
+    "status_outcome",
     "uncovered_methods",
 ]

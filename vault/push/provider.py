@@ -6,16 +6,21 @@ no longer knows that token, so the node unregisters it). Retries, backoff, quiet
 durable outbox live once, in the node, above every provider.
 
 A provider is constructed as ``Provider(options)`` where ``options`` is its own ``[push.<name>]``
-table decoded into its ``Options`` struct (unknown keys are refused by name), then opened.
-Plugins import all of this from ``vault.plugin_api``; ``check_provider`` there is a smoke test.
+table decoded into its ``Options`` struct (unknown keys are refused by name), then opened with a
+``ProviderContext``. Plugins import all of this from ``vault.plugin_api``; ``check_provider``
+there is a smoke test.
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import msgspec
+
+from vault.push.vapid import VapidKey
 
 
 class ProviderOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -39,6 +44,21 @@ class PushMessage(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     data: dict[str, Any] = msgspec.field(default_factory=dict)
     silent: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderContext:
+    """What the node hands a provider at ``open``.
+
+    ``state_dir`` is a directory of the node's data directory kept for this provider alone
+    (created before ``open``), for keys or caches that must survive a restart. ``vapid`` is the
+    node's VAPID key pair (RFC 8292), generated at first start; the node publishes its public half
+    at ``GET /notifications/webpush-key``, so Web Push subscriptions are made against it.
+    """
+
+    name: str
+    state_dir: Path
+    vapid: VapidKey
 
 
 class Delivered(msgspec.Struct, frozen=True):
@@ -70,8 +90,16 @@ class PushProvider(abc.ABC):
     def __init__(self, options: ProviderOptions) -> None:
         self.options = options
 
-    async def open(self) -> None:  # noqa: B027 - optional: a provider with nothing to acquire keeps it
+    async def open(self, context: ProviderContext) -> None:  # noqa: B027 - optional: nothing to acquire
         """Acquire what sending needs (an HTTP client, credentials); called once at start."""
+
+    async def check_registration(self, registration: PushRegistration) -> str | None:
+        """Why this provider cannot use ``registration`` (a one-line reason), or ``None``.
+
+        Called when a device registers, before anything is stored, so a malformed token is the
+        client's 400 rather than a failed delivery later. The default accepts every token.
+        """
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional, like open
         """Release what ``open`` acquired, after sends in progress finished."""
