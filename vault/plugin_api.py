@@ -31,7 +31,7 @@ Testing a backend
 Push providers (group ``vault.push``, listed in ``[push] providers``)
     Subclass ``PushProvider``; its ``[push.<name>]`` table is decoded into its ``Options`` (a
     ``ProviderOptions`` subclass) and passed to the constructor. ``send`` answers every message
-    with an ``Outcome``: ``Delivered``, ``RetryLater`` or ``RegistrationGone``; it does not raise
+    with an ``Outcome``: ``Delivered``, ``RetryLater``, ``RegistrationGone`` or ``Failed``; it does not raise
     for a service's answer. ``open(context)`` gets a ``ProviderContext`` (a state directory of
     its own and the node's ``VapidKey``); ``check_registration`` may refuse a token at register
     time. ``retry_after`` and ``status_outcome`` read the answers HTTP push services share.
@@ -76,6 +76,7 @@ from vault.push.conformance import check_provider, sample_context
 from vault.push.http import retry_after, status_outcome
 from vault.push.provider import (
     Delivered,
+    Failed,
     Outcome,
     ProviderContext,
     ProviderOptions,
@@ -102,6 +103,7 @@ __all__ = [
     "ChunkWriter",
     "Config",
     "Delivered",
+    "Failed",
     "FaultyBackend",
     "Harness",
     "LimitedBackend",

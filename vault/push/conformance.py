@@ -9,6 +9,7 @@ from vault.plugin_checks import expect, expect_refuses_unknown_key
 from vault.push import vapid
 from vault.push.provider import (
     Delivered,
+    Failed,
     ProviderContext,
     ProviderOptions,
     PushMessage,
@@ -61,7 +62,9 @@ async def check_provider(provider: PushProvider, context: ProviderContext | None
             for message in SAMPLE_MESSAGES:
                 outcome = await provider.send(registration, message)
                 where = f"send to a {registration.platform} registration"
-                expect(isinstance(outcome, Delivered | RetryLater | RegistrationGone), f"{where}: got {outcome!r}")
+                expect(
+                    isinstance(outcome, Delivered | RetryLater | RegistrationGone | Failed), f"{where}: got {outcome!r}"
+                )
                 if isinstance(outcome, RetryLater):
                     expect(outcome.delay is None or outcome.delay >= 0, f"{where}: negative retry delay")
     finally:

@@ -1,9 +1,9 @@
 """The push provider interface: what a plugin in the ``vault.push`` entry-point group implements.
 
 A provider sends one message to one device registration and says how it went: delivered, retry
-later (optionally after a delay the service asked for), or the registration is gone (the service
-no longer knows that token, so the node unregisters it). Retries, backoff, quiet hours and the
-durable outbox live once, in the node, above every provider.
+later (optionally after a delay the service asked for), the registration is gone (the service no
+longer knows that token, so the node unregisters it), or failed for good (logged, not retried).
+Retries, backoff, quiet hours and the durable outbox live once, in the node, above every provider.
 
 A provider is constructed as ``Provider(options)`` where ``options`` is its own ``[push.<name>]``
 table decoded into its ``Options`` struct (unknown keys are refused by name), then opened with a
@@ -78,14 +78,24 @@ class RegistrationGone(msgspec.Struct, frozen=True):
     reason: str
 
 
-Outcome = Delivered | RetryLater | RegistrationGone
-"""What ``send`` returns: exactly one of the three answers."""
+class Failed(msgspec.Struct, frozen=True):
+    """A permanent failure of this one delivery (a refused payload, bad credentials): logged, not
+    retried, and no other delivery waits for it."""
+
+    reason: str
+
+
+Outcome = Delivered | RetryLater | RegistrationGone | Failed
+"""What ``send`` returns: exactly one of the four answers."""
 
 
 class PushProvider(abc.ABC):
     """Sends messages through one push service. Implementations must be safe for concurrent use."""
 
     Options: ClassVar[type[ProviderOptions]] = ProviderOptions
+    # Whether the node sends this provider silent "changes available" sync hints (``silent``
+    # messages); a provider whose service has no silent message leaves it False.
+    sync_hints: ClassVar[bool] = True
 
     def __init__(self, options: ProviderOptions) -> None:
         self.options = options
