@@ -102,7 +102,7 @@ def _installed(group: str) -> str:
     [
         ('[plans]\npolicy = "ldap"\n', "plans.policy", plugins.POLICIES, "ldap"),
         ('[storage]\nbackend = "s4"\n', "storage.backend", plugins.BACKENDS, "s4"),
-        ('[push]\nproviders = ["log", "fcm"]\n', "push.providers", plugins.PUSH, "fcm"),
+        ('[push]\nproviders = ["log", "pigeon"]\n', "push.providers", plugins.PUSH, "pigeon"),
     ],
 )
 def test_an_unknown_plugin_name_stops_serve_with_one_line_naming_the_key_and_what_is_installed(

@@ -175,7 +175,7 @@ async def test_adding_an_existing_or_weak_account_is_refused(config: Config) -> 
     ("toml", "key", "group", "name"),
     [
         ('[plans]\npolicy = "ldap"\n', "plans.policy", plugins.POLICIES, "ldap"),
-        ('[push]\nproviders = ["fcm"]\n', "push.providers", plugins.PUSH, "fcm"),
+        ('[push]\nproviders = ["pigeon"]\n', "push.providers", plugins.PUSH, "pigeon"),
     ],
 )
 @pytest.mark.parametrize(

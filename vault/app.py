@@ -15,6 +15,7 @@ from vault.api import (
     device_routes,
     file_routes,
     folder_routes,
+    notification_routes,
     queue_routes,
     sync_routes,
     trash_routes,
@@ -82,6 +83,7 @@ def _routers() -> list[ApiRouter]:
         folder_routes.router,
         trash_routes.router,
         queue_routes.router,
+        notification_routes.router,
     ]
 
 

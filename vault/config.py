@@ -103,11 +103,6 @@ class FilesConfig(_Section):
     reclaim_interval: Seconds = Seconds(3600)
 
 
-class WebhookConfig(_Section):
-    url: str = ""
-    timeout: Seconds = Seconds(10)
-
-
 class SyncConfig(_Section):
     # Deletions (and every other change) are remembered this long; an older sync token answers
     # resetRequired, so a client resyncs instead of silently missing a delete.
@@ -133,8 +128,24 @@ class QueueConfig(_Section):
 
 
 class PushConfig(_Section):
+    """``[push]``: delivery of notifications through the providers it names (``vault.push``)."""
+
     providers: list[str] = msgspec.field(default_factory=lambda: ["log"])
-    webhook: WebhookConfig = msgspec.field(default_factory=WebhookConfig)
+    # The ``[push.<name>]`` tables, each decoded by its provider into its own ``Options`` struct
+    # when the node starts (a wrong key is refused naming ``push.<name>.<key>``). Tables of
+    # providers not listed in ``providers`` are kept but not used.
+    options: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # A silent "changes available" message reaches each of a user's other devices at most once
+    # per interval after a change; changes meanwhile are collapsed into the one waiting message.
+    sync_hint_interval: Seconds = Seconds(30)
+    # Deliveries sent at once, across all providers, and how long one send may take.
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    send_timeout: Seconds = Seconds(15)
+    # A failed send is retried after ``retry_backoff``, doubling up to ``retry_backoff_max`` (with
+    # jitter), until the delivery is ``max_age`` old; then it is given up as failed.
+    retry_backoff: Seconds = Seconds(5)
+    retry_backoff_max: Seconds = Seconds(1800)
+    max_age: Seconds = Seconds(2 * 86400)
 
 
 class Config(_Section):
@@ -196,6 +207,14 @@ def _restructure(raw: Mapping[str, Any]) -> dict[str, Any]:
                 tiers[name] = msgspec.to_builtins(plan, enc_hook=_enc_hook)
         scalar["tiers"] = tiers
         data["plans"] = scalar
+    push = data.get("push")
+    if isinstance(push, Mapping):
+        # ``[push.<name>]`` tables belong to their providers; ``[push] options`` is not a key.
+        if "options" in push:
+            raise ConfigError("config key push.options: put each provider's options in its own [push.<name>] table")
+        scalar = {k: v for k, v in push.items() if not isinstance(v, Mapping)}
+        scalar["options"] = {k: dict(v) for k, v in push.items() if isinstance(v, Mapping)}
+        data["push"] = scalar
     return data
 
 

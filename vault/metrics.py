@@ -39,6 +39,12 @@ class Metrics:
             "Corrupt stored chunks replaced by a good copy an upload brought.",
             registry=self.registry,
         )
+        self.push_deliveries = Counter(
+            "vault_push_deliveries",
+            "Push sends by provider and outcome (delivered, retry, gone, failed, expired, skipped).",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
         self.received_bytes = Counter(
             "vault_upload_received_bytes", "Upload bytes received and verified.", registry=self.registry
         )

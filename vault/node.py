@@ -29,10 +29,16 @@ from vault.gc import collect_garbage
 from vault.meta import META
 from vault.meta_upgrades import metadata_store
 from vault.metrics import Metrics
+from vault.notifications.delivery import DeliveryRunner
+from vault.notifications.service import NotificationService
+from vault.notifications.storage_alerts import StorageAlerts
+from vault.notifications.sync_hints import SyncHints
 from vault.notifications.upload_outcomes import record_upload_outcome
 from vault.offload import Offload
 from vault.policies import PlanPolicy, load_policy
 from vault.principal import Principal
+from vault.push import vapid
+from vault.push.loading import make_providers, open_providers
 from vault.queue.service import QueueService
 from vault.sync.retention import prune as prune_journal
 from vault.sync.service import SyncService
@@ -107,6 +113,21 @@ class Node:
             meta=self.meta, clock=self.clock, config=config.queue, sync=self.sync, offload=self.offload
         )
         self.changes.subscribe(self.queue.on_file_change)
+        # Push: the providers ``[push] providers`` names, the outbox's delivery runner (woken by
+        # any commit that wrote to the outbox), the silent sync hint written with every file
+        # change, and storage threshold checks after each change commits.
+        self.providers = make_providers(config.push)
+        self.delivery = DeliveryRunner(self.meta, self.clock, self.providers, config.push, self.metrics)
+        self.meta.on_commit(self.delivery.on_commit)
+        self.sync_hints = SyncHints(
+            interval=float(config.push.sync_hint_interval),
+            providers={name for name, p in self.providers.items() if p.sync_hints},
+            in_flight=self.delivery.in_flight,
+        )
+        self.changes.subscribe(self.sync_hints.on_change)
+        self.storage_alerts = StorageAlerts(self.meta, self.auth.storage_quota, self.clock.now)
+        self.feed.on_publish(self.storage_alerts.changed)
+        self.notifications = NotificationService(self.meta, self.clock, self.providers, vapid.generate())
 
     async def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,12 +138,18 @@ class Node:
         await self.sync.open()
         await self.queue.open()
         await self.chunks.open()
+        # The VAPID key outlives restarts: Web Push subscriptions are bound to it.
+        key = await trio.to_thread.run_sync(vapid.load_or_create, self.data_dir / "push")
+        self.notifications.vapid = key
+        await open_providers(self.providers, self.data_dir, key)
 
     async def run_background(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The offline queue's runner, periodic work (expiry, GC) and spawned work, until ``close``;
         start with ``nursery.start``."""
         periodic = self.periodic_tasks() if self._periodic else []
-        await self.background.run([self.queue.runner.run, *periodic], task_status=task_status)
+        await self.background.run(
+            [self.queue.runner.run, self.delivery.run, self.storage_alerts.run, *periodic], task_status=task_status
+        )
 
     def periodic_tasks(self) -> list[Task]:
         """The node's periodic work, each a loop that sleeps its interval between runs."""
@@ -142,6 +169,11 @@ class Node:
         """Stop the background tasks and wait for them, then close the stores (which wait for any
         read still open in a worker thread), then let go of the data directory."""
         await self.background.close()
+        for provider in self.providers.values():
+            try:
+                await provider.close()
+            except Exception:
+                log.exception("closing a push provider failed")
         await self.chunks.close()
         await self.meta.close()
         await trio.to_thread.run_sync(self.node_lock.release)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from vault.devices.push_registrations import remove_registration
 from vault.devices.records import (
     DEVICE_BY_CLIENT_ID,
     DEVICES,
@@ -114,6 +115,7 @@ def remove_device(txn: Txn, user_id: str, device_id: str) -> Device | None:
     if device is None:
         return None
     txn.delete(DEVICES, device_key(user_id, device_id))
+    remove_registration(txn, user_id, device_id)
     index_key = client_id_key(user_id, device.client_id)
     if txn.get_bytes(DEVICE_BY_CLIENT_ID, index_key) == device_id.encode():
         txn.delete_key(DEVICE_BY_CLIENT_ID, index_key)
@@ -127,6 +129,8 @@ def end_session(txn: Txn, user_id: str, device_id: str, session_id: str) -> bool
         return False
     device.session_id = ""
     txn.put(DEVICES, device_key(user_id, device_id), device)
+    # A logged-out phone must not keep showing this account's notifications.
+    remove_registration(txn, user_id, device_id)
     return True
 
 

@@ -11,7 +11,7 @@ and starting to wait.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import trio
@@ -38,6 +38,11 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._events: dict[str, trio.Event] = {}
         self._watchers: dict[str, int] = {}
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_publish(self, listener: Callable[[str], None]) -> None:
+        """Also call ``listener(user_id)`` after each change commits (storage threshold checks)."""
+        self._listeners.append(listener)
 
     @contextmanager
     def watch(self, user_id: str) -> Iterator[Watch]:
@@ -59,6 +64,8 @@ class ChangeFeed:
 
     def publish(self, user_id: str) -> None:
         """A change for ``user_id`` committed (watchers re-read the journal to learn what)."""
+        for listener in self._listeners:
+            listener(user_id)
         event = self._events.get(user_id)
         if event is None:
             return

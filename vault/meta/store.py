@@ -85,12 +85,16 @@ class Txn:
     def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
         self.raw = txn
         self._dbs = dbs
+        # Names of the tables this transaction wrote: commit listeners (``MetaStore.on_commit``)
+        # learn what changed without every writer having to know who cares (the push outbox).
+        self.written: set[str] = set()
 
     def get(self, table: Table[R], key: bytes) -> R | None:
         raw = self.raw.get(key, db=self._dbs[table.name])
         return None if raw is None else table.decode(raw)
 
     def put(self, table: Table[R], key: bytes, value: R) -> None:
+        self.written.add(table.name)
         self.raw.put(key, table.encode(value), db=self._dbs[table.name])
 
     def delete(self, table: Table[Any], key: bytes) -> bool:
@@ -101,6 +105,7 @@ class Txn:
         return None if value is None else bytes(value)
 
     def put_bytes(self, table: RawTable, key: bytes, value: bytes) -> None:
+        self.written.add(table.name)
         self.raw.put(key, value, db=self._dbs[table.name])
 
     def delete_key(self, table: RawTable | Table[Any], key: bytes) -> bool:
@@ -180,6 +185,7 @@ class MetaStore:
         self._writer = LmdbWriter(
             label="metadata store", gate=self._gate, map_size=map_size, sync_after_durable=False, fail=MetaStoreError
         )
+        self._commit_listeners: list[Callable[[set[str]], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -312,8 +318,25 @@ class MetaStore:
         already be committed, and the caller must not believe otherwise.
         """
         dbs = self._dbs
-        result: T = await self._writer.submit(lambda txn: fn(Txn(txn, dbs)))
+        written: set[str] = set()
+
+        def run(txn: lmdb.Transaction) -> T:
+            handle = Txn(txn, dbs)
+            value = fn(handle)
+            written.clear()  # a retried attempt (the map grew) reports only its own writes
+            written.update(handle.written)
+            return value
+
+        result: T = await self._writer.submit(run)
+        if written:
+            for listener in self._commit_listeners:
+                listener(written)
         return result
+
+    def on_commit(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener(table_names)`` on the event loop after each durable ``write`` that put
+        into those tables (not ``write_sync``: the command line has no one to wake)."""
+        self._commit_listeners.append(listener)
 
     def write_sync(self, fn: Callable[[Txn], T]) -> T:
         """Blocking variant for the command line and worker threads."""

@@ -1,7 +1,10 @@
-"""Notification records: what happened, for whom, and to which devices it is still to be delivered.
+"""Notification records: what happened, for whom, and how far each device's delivery got.
 
-``record_notification`` runs inside a metadata write transaction, so a notification is stored
-atomically with the change that caused it (a new device, a finished upload). Keys are
+``record_notification`` runs inside a metadata write transaction, so a notification and its
+outbox entries are stored atomically with the change that caused it (a new device, a finished
+upload, a share). For each target device it looks at the device's push registration: no
+registration or the category turned off is ``skipped``; inside the device's quiet hours a
+non-security notification is ``held`` until they end; otherwise it is ``pending`` now. Keys are
 ``user_id/<microseconds, zero-padded>/id`` so a user's notifications scan in time order.
 """
 
@@ -11,18 +14,25 @@ from typing import Any, Literal
 
 import msgspec
 
+from vault.devices.push_registrations import get_registration
 from vault.ids import new_id
 from vault.meta import Table, Txn
+from vault.notifications.outbox import OutboxEntry, enqueue, new_entry_id
+from vault.notifications.quiet_hours import held_until
 
 Category = Literal["uploads", "shares", "storage", "security"]
+DeliveryStatus = Literal["pending", "held", "sent", "failed", "skipped", "unregistered"]
 
 
 class Delivery(msgspec.Struct, kw_only=True, rename="camel"):
     """One target device of a notification and how far its delivery got."""
 
     device_id: str
-    status: Literal["pending", "sent", "failed", "skipped"] = "pending"
+    status: DeliveryStatus = "pending"
     attempts: int = 0
+    provider: str | None = None
+    due_at: float | None = None  # when a held or retried delivery is next tried
+    reason: str | None = None  # why it was skipped or failed
 
 
 class Notification(msgspec.Struct, kw_only=True, rename="camel"):
@@ -38,6 +48,9 @@ class Notification(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 NOTIFICATIONS = Table("notifications", Notification)
+# The inbox keeps each user's newest notifications, this many; older ones (long delivered or given
+# up) are dropped as new ones arrive, so a chatty account's inbox cannot grow without bound.
+KEEP_PER_USER = 500
 
 
 def notification_key(user_id: str, created_at: float, notification_id: str) -> bytes:
@@ -56,7 +69,7 @@ def record_notification(
     data: dict[str, Any] | None = None,
     exclude_device_id: str | None = None,
 ) -> Notification:
-    """Store a notification pending delivery to ``device_ids`` (minus ``exclude_device_id``)."""
+    """Store a notification for ``device_ids`` (minus ``exclude_device_id``) and queue its deliveries."""
     notification = Notification(
         id=new_id("notif"),
         user_id=user_id,
@@ -65,8 +78,65 @@ def record_notification(
         body=body,
         created_at=now,
         data=dict(data or {}),
-        deliveries=[Delivery(device_id=d) for d in device_ids if d != exclude_device_id],
         exclude_device_id=exclude_device_id,
     )
-    txn.put(NOTIFICATIONS, notification_key(user_id, now, notification.id), notification)
+    key = notification_key(user_id, now, notification.id)
+    for device_id in dict.fromkeys(device_ids):
+        if device_id == exclude_device_id:
+            continue
+        notification.deliveries.append(_queue_delivery(txn, notification, key, device_id, now))
+    txn.put(NOTIFICATIONS, key, notification)
+    _trim_inbox(txn, user_id)
     return notification
+
+
+def _trim_inbox(txn: Txn, user_id: str) -> None:
+    keys = list(txn.keys(NOTIFICATIONS, f"{user_id}/".encode()))
+    for old in keys[: max(0, len(keys) - KEEP_PER_USER)]:
+        txn.delete(NOTIFICATIONS, old)
+
+
+def _queue_delivery(txn: Txn, notification: Notification, key: bytes, device_id: str, now: float) -> Delivery:
+    registration = get_registration(txn, notification.user_id, device_id)
+    if registration is None:
+        return Delivery(device_id=device_id, status="skipped", reason="no push registration")
+    prefs = registration.preferences
+    if not prefs.wants(notification.category):
+        return Delivery(device_id=device_id, status="skipped", provider=registration.provider, reason="category off")
+    # Security alerts are never held: a stranger's sign-in at 3 a.m. is news at 3 a.m.
+    held = None if notification.category == "security" else held_until(prefs.quiet_hours, now)
+    due = now if held is None else held
+    enqueue(
+        txn,
+        OutboxEntry(
+            id=new_entry_id(),
+            user_id=notification.user_id,
+            device_id=device_id,
+            kind="notification",
+            notification_key=key.decode(),
+            category=notification.category,
+            title=notification.title,
+            body=notification.body,
+            data=notification.data,
+            created_at=now,
+            due=due,
+        ),
+    )
+    return Delivery(
+        device_id=device_id,
+        status="pending" if held is None else "held",
+        provider=registration.provider,
+        due_at=held,
+    )
+
+
+def update_delivery(txn: Txn, key: str, device_id: str, **changes: Any) -> None:
+    """Record how a delivery went on its notification (gone with it when the inbox was pruned)."""
+    notification = txn.get(NOTIFICATIONS, key.encode())
+    if notification is None:
+        return
+    for delivery in notification.deliveries:
+        if delivery.device_id == device_id:
+            for name, value in changes.items():
+                setattr(delivery, name, value)
+    txn.put(NOTIFICATIONS, key.encode(), notification)
