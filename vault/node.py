@@ -207,6 +207,7 @@ class Node:
             offload=self.offload,
         )
         if report.files or report.versions:
+            await self.storage_alerts.recheck_announced()
             log.info(
                 "purged %d trashed file(s) and %d earlier version(s), %d bytes",
                 report.files,

@@ -42,7 +42,7 @@ from vault.push.provider import (
 log = logging.getLogger(__name__)
 
 # The longest the runner sleeps without looking (a wall clock that jumped, a missed wake-up).
-_IDLE_LOOK = 60.0
+_IDLE_LOOK = 300.0
 
 
 class DeliveryRunner:
@@ -91,7 +91,7 @@ class DeliveryRunner:
                     # work, and both wake us. No deadline, so a fake clock does not leap to one.
                     await self._wakeup.wait()
                 elif next_due > now:
-                    # Capped, so a wall clock that jumped is noticed within a minute.
+                    # Capped, so a wall clock that jumped is noticed within five minutes.
                     with trio.move_on_after(min(next_due - now, _IDLE_LOOK)):
                         await self._wakeup.wait()
 

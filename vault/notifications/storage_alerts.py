@@ -61,6 +61,14 @@ class StorageAlerts:
         self._pending.add(user_id)
         self._wakeup.set()
 
+    async def recheck_announced(self) -> None:
+        """Check again every user with a threshold announced: space freed without a file change
+        (the trash or old versions reclaimed) re-arms their warnings."""
+        async with self.meta.snapshot() as txn:
+            users = [key.decode() for key in txn.keys(STORAGE_ALERTS)]
+        for user_id in users:
+            self.changed(user_id)
+
     async def run(self) -> None:
         while True:
             await self._wakeup.wait()
