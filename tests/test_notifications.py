@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 from datetime import datetime
 from typing import Any
@@ -164,7 +165,7 @@ async def test_uploads_wait_for_quiet_hours_to_end_but_security_alerts_do_not(
         await sign_in(client, "tablet-1")  # a security alert for phone-1
         await recorder.wait_for(1)
         assert [m.category for _, m, _ in recorder.visible()] == ["security"]
-        held = [e for e in await inbox(client, headers) if e["category"] == "uploads"][0]
+        held = next(e for e in await inbox(client, headers) if e["category"] == "uploads")
         assert held["deliveries"][0]["status"] == "held"
         assert held["deliveries"][0]["dueAt"] == "2026-06-11T14:00:00Z"  # 07:00 PDT
         await recorder.wait_for(2)
@@ -206,7 +207,7 @@ async def test_a_failed_send_is_retried_with_growing_backoff_and_a_service_delay
         await sign_in(client, "tablet-1")
         await recorder.wait_for(4)
         times = [t for _, _, t in recorder.visible()]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert 5 <= gaps[0] <= 10 and 10 <= gaps[1] <= 20  # 10 s then 20 s, jittered over the upper half
         assert gaps[2] == pytest.approx(300, abs=1)  # Retry-After wins over the backoff
         await trio.sleep(1)
