@@ -17,6 +17,7 @@ from vault.api import (
     folder_routes,
     notification_routes,
     queue_routes,
+    share_routes,
     sync_routes,
     trash_routes,
     tus_routes,
@@ -84,6 +85,7 @@ def _routers() -> list[ApiRouter]:
         trash_routes.router,
         queue_routes.router,
         notification_routes.router,
+        share_routes.router,
     ]
 
 

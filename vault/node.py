@@ -12,6 +12,8 @@ from pathlib import Path
 
 import trio
 
+from vault.auth import accounts
+from vault.auth.records import User
 from vault.auth.service import AuthService
 from vault.background import BackgroundTasks, Task
 from vault.chunks import ChunkBackend, ChunkStore
@@ -40,6 +42,7 @@ from vault.principal import Principal
 from vault.push import vapid
 from vault.push.loading import make_providers, open_providers
 from vault.queue.service import QueueService
+from vault.shares.service import ShareService
 from vault.sync.retention import prune as prune_journal
 from vault.sync.service import SyncService
 from vault.tus.service import TusService
@@ -127,6 +130,14 @@ class Node:
         self.changes.subscribe(self.sync_hints.on_change)
         self.storage_alerts = StorageAlerts(self.meta, self.auth.storage_quota, self.clock.now)
         self.feed.on_publish(self.storage_alerts.changed)
+        self.shares = ShareService(
+            self.meta,
+            self.changes,
+            self.clock,
+            by_email=lambda txn, email: _user_info(accounts.find_by_email(txn, email)),
+            by_id=lambda txn, user_id: _user_info(accounts.get_user(txn, user_id)),
+            normalise_email=accounts.normalise_email,
+        )
         self.notifications = NotificationService(self.meta, self.clock, self.providers, vapid.generate())
 
     async def open(self) -> None:
@@ -234,6 +245,10 @@ class Node:
             log.exception("health: chunk store unreadable")
             return "chunk store cannot be read"
         return None
+
+
+def _user_info(user: User | None) -> tuple[str, str, str] | None:
+    return None if user is None else (user.id, user.email, user.name)
 
 
 def _every(interval: float, work: Callable[[], Awaitable[None]], what: str) -> Task:

@@ -66,3 +66,7 @@ def setup_logging(level: str = "info", *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request line at INFO, and a push endpoint or webhook URL may carry a secret
+    # in its path or query (a Web Push subscription's URL is a capability): keep those out.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -34,7 +34,7 @@ import msgspec
 
 from vault import errors
 from vault.chunks.ids import ChunkId
-from vault.files import journal, queries, trash, versions
+from vault.files import journal, queries, shares, trash, versions
 from vault.files.feed import ChangeFeed
 from vault.files.journal import JournalEntry, JournalOp
 from vault.files.paths import MAX_FOLDER_BYTES, parent_folders
@@ -180,10 +180,44 @@ class ChangeTxn:
         return applied
 
     def _record(self, user_id: str, entry: JournalEntry) -> None:
-        """Journal ``entry`` (its ``seq`` is the head + 1) and hand it to every subscriber."""
+        """Journal ``entry`` (its ``seq`` is the head + 1) and hand it to every subscriber; a change
+        to a shared file is journalled for each recipient too, as they see it."""
         journal.append(self.txn, user_id, entry)
         for subscriber in self._subscribers:
             subscriber(self.txn, user_id, entry)
+        if entry.file_id:
+            for recipient in shares.recipients(self.txn, entry.file_id):
+                self._mirror(recipient, entry, entry.op)
+
+    def _mirror(self, recipient: str, entry: JournalEntry, op: JournalOp) -> None:
+        """``entry`` in ``recipient``'s journal: in the shared folder, made by nobody they know."""
+        moved = entry.previous_folder is not None or entry.previous_name is not None
+        mirrored = msgspec.structs.replace(
+            entry,
+            seq=journal.head(self.txn, recipient) + 1,
+            op=op,
+            folder=shares.SHARED_FOLDER,
+            device_id=None,
+            previous_folder=shares.SHARED_FOLDER if moved else None,
+        )
+        journal.append(self.txn, recipient, mirrored)
+        for subscriber in self._subscribers:
+            subscriber(self.txn, recipient, mirrored)
+        self.changed_users.add(recipient)
+
+    def share(self, share: shares.Share) -> FileRecord:
+        """Let ``share.recipient_id`` read the owner's live file: it appears in their sync."""
+        record = queries.get_file(self.txn, share.owner_id, share.file_id)
+        shares.put_share(self.txn, share)
+        self._mirror(share.recipient_id, self._entry(share.owner_id, "created", record, None), "created")
+        return record
+
+    def unshare(self, share: shares.Share) -> None:
+        """Revoke ``share`` at once: the file leaves the recipient's sync (if it still exists)."""
+        shares.delete_share(self.txn, share)
+        record = self.txn.get(FILES, share.file_id.encode())
+        if record is not None and record.deleted_at is None:
+            self._mirror(share.recipient_id, self._entry(share.owner_id, "deleted", record, None), "deleted")
 
     def touch(self, user_id: str) -> None:
         """Wake ``user_id``'s watchers after the commit although no file changed (a conflict was

@@ -6,7 +6,10 @@ and never await; listings decode file records only, never their chunk manifests.
 
 from __future__ import annotations
 
+import msgspec
+
 from vault import errors
+from vault.files import shares
 from vault.files.records import (
     CONTENT_BY_HASH,
     FILES,
@@ -31,8 +34,33 @@ def get_file(txn: Txn, user_id: str, file_id: str) -> FileRecord:
 
 
 def readable_file(txn: Txn, user_id: str, file_id: str) -> FileRecord:
-    """A file the caller may read: their own (shared files join here when shares land)."""
-    return get_file(txn, user_id, file_id)
+    """A file the caller may read: their own, or one shared with them (shown in
+    ``/Shared with me``); ``NOT_FOUND`` for everything else, the same as an unknown id."""
+    record = txn.get(FILES, file_id.encode())
+    if record is None or record.deleted_at is not None:
+        raise errors.NotFound("No such file")
+    if record.user_id == user_id:
+        return record
+    if shares.share_for(txn, file_id, user_id) is None:
+        raise errors.NotFound("No such file")
+    return as_shared(record)
+
+
+def as_shared(record: FileRecord) -> FileRecord:
+    """``record`` as a recipient sees it: in the shared folder, the owner's folders hidden."""
+    return msgspec.structs.replace(record, folder=shares.SHARED_FOLDER)
+
+
+def received_files(txn: Txn, user_id: str) -> list[FileRecord]:
+    """The live files shared with ``user_id``, as the recipient sees them."""
+    found = []
+    for share in shares.user_shares(txn, user_id):
+        if share.recipient_id != user_id:
+            continue
+        record = txn.get(FILES, share.file_id.encode())
+        if record is not None and record.deleted_at is None:
+            found.append(as_shared(record))
+    return found
 
 
 def manifest(txn: Txn, record: FileRecord) -> Manifest:

@@ -16,6 +16,7 @@ import msgspec
 
 from vault.clock import rfc3339
 from vault.files import journal
+from vault.files.queries import received_files
 from vault.files.records import FILES, FILES_BY_PATH, FOLDERS, FileRecord, file_entry, path_key
 from vault.meta import Txn
 from vault.sync import conflicts, tokens
@@ -121,6 +122,8 @@ def _listing(txn: Txn, user_id: str, where: Position, token: SyncToken | None, l
     folders: list[str] = []
     if start is None:  # the folders come with the first page
         folders = [key[len(prefix) :].decode() for key in txn.keys(FOLDERS, prefix)]
+    if not more:  # files others share with the user come with the last page
+        files.extend(received_files(txn, user_id))
     if more:
         last = files[-1]
         next_token = SyncToken(

@@ -1,0 +1,1 @@
+"""Read-only file sharing between users of one node (``/shares``)."""
