@@ -72,7 +72,7 @@ async def test_a_shared_file_can_be_read_by_its_recipient_and_appears_in_their_s
     assert used == {"alice@example.com": len(data), "bob@example.com": 0, "carol@example.com": 0}
     # Bob got a "shares" notification.
     inbox = (await (await client.get("/api/mobile/notifications", headers=bob)).get_json())["data"]["notifications"]
-    assert [(n["category"], n["title"], n["body"]) for n in inbox][0] == (
+    assert next((n["category"], n["title"], n["body"]) for n in inbox) == (
         "shares",
         "Alice shared a file with you",
         "beach.jpg",
