@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "api": "bench.api",
     "uploads": "bench.uploads",
     "sync": "bench.sync",
+    "push": "bench.push",
 }
 
 

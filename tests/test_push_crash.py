@@ -1,0 +1,121 @@
+"""``kill -9`` with a delivery still owed: after the restart it is delivered, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from tests.auth_support import register_body
+from tests.test_crash_resume import _free_port, _wait_healthy
+from tests.test_push_webhook import running
+
+
+class FlakyHook:
+    """A webhook that answers 503 until ``healthy`` is set, then 204; counts what it got."""
+
+    def __init__(self) -> None:
+        self.healthy = False
+        self.refused = 0
+        self.delivered: list[dict[str, Any]] = []
+        self.changed = trio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        if self.healthy:
+            self.delivered.append(json.loads(body))
+            status = 204
+        else:
+            self.refused += 1
+            status = 503
+        self.changed.set()
+        self.changed = trio.Event()
+        await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", b"1")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def until(self, check: Any) -> None:
+        with trio.fail_after(60):
+            while not check():
+                await self.changed.wait()
+
+
+def _serve(config: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vault.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_a_delivery_owed_at_kill_9_is_made_after_the_restart(tmp_path: Path) -> None:
+    hook = FlakyHook()
+    async with running(hook) as hook_base:
+        config = tmp_path / "vault.toml"
+        config.write_text(
+            '[push]\nproviders = ["webhook"]\nretry_backoff = "1s"\nretry_backoff_max = "1s"\n'
+            f'[push.webhook]\nurl = "{hook_base}/hook"\n'
+        )
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _serve(config, tmp_path / "data", port)
+        try:
+            await _wait_healthy(base, proc)
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                phone = (await http.post("/api/mobile/auth/register", json=register_body(device_id="p1"))).json()
+                headers = {"Authorization": f"Bearer {phone['tokens']['accessToken']}"}
+                answer = await http.post(
+                    "/api/mobile/notifications/register",
+                    headers=headers,
+                    json={"deviceId": "p1", "pushToken": "tok-p1", "platform": "android"},
+                )
+                assert answer.status_code == 200
+                signed_in = await http.post("/api/mobile/auth/register", json=register_body(device_id="t1"))
+                assert signed_in.status_code == 200
+            await hook.until(lambda: hook.refused >= 1)  # owed, and the service is down
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+        hook.healthy = True
+        proc = _serve(config, tmp_path / "data", port)
+        try:
+            await _wait_healthy(base, proc)
+            await hook.until(lambda: len(hook.delivered) >= 1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    [delivered] = hook.delivered
+    assert (delivered["category"], delivered["title"], delivered["pushToken"]) == (
+        "security",
+        "New device login detected",
+        "tok-p1",
+    )
