@@ -360,3 +360,15 @@ async def test_storage_notifications_come_once_per_threshold_crossing(make_confi
         await upload_file(client, headers, os.urandom(35 * 1024), name="d.bin")
         await recorder.wait_for(2)
         assert [m.title for _, m, _ in recorder.visible()] == ["Storage 90% full", "Storage 90% full"]
+
+
+def test_a_wrong_key_in_a_providers_table_is_refused_naming_it(make_config: Any) -> None:
+    from vault.config import ConfigError
+    from vault.push.loading import make_providers
+
+    config = make_config(push={"providers": ["webhook"], "webhook": {"urll": "https://x.example"}})
+    with pytest.raises(ConfigError, match=r"push\.webhook\.urll"):
+        make_providers(config.push)
+    # A table of a provider that is not listed is kept but not used.
+    quiet = make_config(push={"providers": ["log"], "webhook": {"urll": "https://x.example"}})
+    assert list(make_providers(quiet.push)) == ["log"]

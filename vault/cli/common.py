@@ -68,5 +68,5 @@ def setup_logging(level: str = "info", *, json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     # httpx logs every request line at INFO, and a push endpoint or webhook URL may carry a secret
     # in its path or query (a Web Push subscription's URL is a capability): keep those out.
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "hpack"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
