@@ -442,6 +442,10 @@ async def test_secrets_stay_out_of_logs_and_reasons(
     apple: Setup, apns: ApnsProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # ``vault serve`` quietens these loggers (an earlier in-process CLI test may have); here they
+    # must speak, to show what they would have said is masked.
+    for name in ("httpx", "httpcore", "hpack"):
+        caplog.set_level(logging.DEBUG, logger=name)
     reasons = []
     assert await apns.send(IPHONE, UPLOAD) == Delivered()
     for status, reason in ((410, "Unregistered"), (429, "TooManyRequests"), (403, "InvalidProviderToken")):

@@ -559,6 +559,10 @@ async def test_secrets_stay_out_of_logs_and_reasons(
     google: Setup, fcm: FcmProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # ``vault serve`` quietens these loggers (an earlier in-process CLI test may have); here they
+    # must speak, to show what they would have said is masked.
+    for name in ("httpx", "httpcore", "hpack"):
+        caplog.set_level(logging.DEBUG, logger=name)
     echo = fcm_error(
         400, "INVALID_ARGUMENT", f"Invalid value at 'message.data[0].value' (TYPE_STRING), {PHONE.push_token}"
     )

@@ -833,6 +833,10 @@ async def test_secrets_stay_out_of_reasons_and_logs(
     service: FakePushService, context: ProviderContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # ``vault serve`` quietens these loggers (an earlier in-process CLI test may have); here they
+    # must speak, to show what they would have said is masked.
+    for name in ("httpx", "httpcore", "hpack"):
+        caplog.set_level(logging.DEBUG, logger=name)
     outcomes: list[Outcome] = []
     tokens: list[str] = []
     async with opened(context, allow_private_endpoints=True) as provider:
