@@ -273,6 +273,12 @@ class FsBackend(ChunkBackend):
                 return
             offset += len(piece)
 
+    async def read_range(self, chunk_id: ChunkId, start: int, length: int) -> bytes:
+        piece = await self.threads.run(_read_piece, self.chunk_path(chunk_id), start, length)
+        if piece is None:
+            raise KeyError(chunk_id.hex())
+        return piece
+
     async def has_many(self, chunk_ids: Iterable[ChunkId]) -> set[ChunkId]:
         wanted = list(chunk_ids)
         if not wanted:
@@ -310,13 +316,13 @@ class FsBackend(ChunkBackend):
         await self.threads.run(os.listdir, self.path)
 
 
-def _read_piece(path: Path, offset: int) -> bytes | None:
+def _read_piece(path: Path, offset: int, length: int = READ_PIECE) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
-        return os.pread(fd, READ_PIECE, offset)
+        return os.pread(fd, length, offset)
     finally:
         os.close(fd)
 

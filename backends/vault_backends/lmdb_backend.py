@@ -394,6 +394,12 @@ class LmdbBackend(ChunkBackend):
                 raise KeyError(chunk_id.hex())
             yield piece
 
+    async def read_range(self, chunk_id: ChunkId, start: int, length: int) -> bytes:
+        piece = await self.threads.run(self._read, lambda txn, dbs: _read_range(txn, dbs, chunk_id, start, length))
+        if piece is None:
+            raise KeyError(chunk_id.hex())
+        return piece
+
     def _read_segments(self, token: bytes, start: int, stop: int) -> bytes | None:
         return self._read(lambda txn, dbs: _join_segments(txn, dbs, token, start, stop))
 
@@ -476,6 +482,32 @@ def _read_first(txn: lmdb.Transaction, dbs: Databases, chunk_id: ChunkId) -> tup
     token, _size, count = INDEX_ENTRY.unpack(raw)
     piece = _join_segments(txn, dbs, token, 0, min(count, READ_SEGMENTS))
     return None if piece is None else (token, count, piece)
+
+
+def _read_range(txn: lmdb.Transaction, dbs: Databases, chunk_id: ChunkId, start: int, length: int) -> bytes | None:
+    """``length`` bytes from ``start``, copied straight out of the map (the transaction has
+    ``buffers=True``: only the wanted bytes are copied, not the whole segments)."""
+    raw = txn.get(chunk_id, db=dbs.index)
+    if raw is None:
+        return None
+    token, size, count = INDEX_ENTRY.unpack(raw)
+    stop = min(size, start + length)
+    parts: list[bytes] = []
+    position = start
+    while position < stop:
+        number = position // SEGMENT_SIZE
+        if number >= count:
+            break
+        segment = txn.get(segment_key(token, number), db=dbs.segments)
+        if segment is None:
+            return None
+        offset = position - number * SEGMENT_SIZE
+        take = min(len(segment) - offset, stop - position)
+        if take <= 0:
+            break
+        parts.append(bytes(memoryview(segment)[offset : offset + take]))
+        position += take
+    return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
 def _join_segments(txn: lmdb.Transaction, dbs: Databases, token: bytes, start: int, stop: int) -> bytes | None:

@@ -115,6 +115,33 @@ class ChunkBackend(abc.ABC):
     def read(self, chunk_id: ChunkId) -> AsyncIterator[bytes]:
         """Stream a stored chunk's bytes; raises ``KeyError`` when it is absent."""
 
+    async def read_range(self, chunk_id: ChunkId, start: int, length: int) -> bytes:
+        """At most ``length`` bytes of a stored chunk from ``start`` (fewer at its end); raises
+        ``KeyError`` when it is absent.
+
+        Downloads to slow clients read this way, a small piece at a time, so a client that takes
+        minutes over a chunk holds one small piece rather than the chunk. This default goes through
+        ``read`` (correct for any backend, but it reads from the chunk's start each time); a
+        backend that can seek overrides it.
+        """
+        out = bytearray()
+        stop = start + length
+        position = 0
+        source = self.read(chunk_id)
+        try:
+            async for piece in source:
+                end = position + len(piece)
+                if end > start:
+                    out += piece[max(0, start - position) : stop - position]
+                position = end
+                if position >= stop:
+                    break
+        finally:
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
+        return bytes(out)
+
     @abc.abstractmethod
     async def has_many(self, chunk_ids: Iterable[ChunkId]) -> set[ChunkId]:
         """The subset of ``chunk_ids`` that is stored."""

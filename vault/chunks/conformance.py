@@ -332,6 +332,38 @@ async def check_missing_chunk(harness: Harness) -> None:
         await expect_raises(ChunkMissing, store.verify(absent), "verify of an absent chunk")
 
 
+@_covers("ChunkBackend.read_range")
+async def check_read_range(harness: Harness) -> None:
+    """``read_range`` answers exactly the asked bytes anywhere in a chunk, fewer at its end, none
+    past it, and ``KeyError`` for an absent chunk; the store's slow download path relies on it."""
+    data = content(3 * MiB + 12345, 7)
+    chunk_id = digest(data)
+    async with opened(harness) as backend:
+        await ChunkStore(backend).put_bytes(data)
+        cases = [(0, 1), (0, 128 * KiB), (MiB - 5, 10), (MiB, MiB), (2 * MiB + 77, 128 * KiB), (len(data) - 3, 100)]
+        for start, length in cases:
+            await expect_soon(
+                harness,
+                partial(backend.read_range, chunk_id, start, length),
+                data[start : start + length],
+                f"read_range({start}, {length})",
+            )
+        expect(await backend.read_range(chunk_id, len(data), 10) == b"", "read_range past the end is empty")
+        await expect_raises(KeyError, backend.read_range(digest(b"absent"), 0, 10), "read_range of an absent chunk")
+        store = ChunkStore(backend, read_budget=0)  # no room: every download takes the ranged path
+
+        async def streamed(start: int, length: int) -> bytes:
+            return b"".join([p async for p in store.stream(chunk_id, size=len(data), start=start, length=length)])
+
+        for start, length in [(0, len(data)), (MiB + 3, 200 * KiB), (len(data) - 1, 1)]:
+            await expect_soon(
+                harness,
+                partial(streamed, start, length),
+                data[start : start + length],
+                f"ranged stream of {length} bytes from {start}",
+            )
+
+
 @_covers("ChunkBackend.has_many", "ChunkBackend.delete_many", "ChunkBackend.stats")
 async def check_batches(harness: Harness) -> None:
     """``has_many``/``delete_many`` take large mixed batches, duplicates and generators."""
@@ -385,6 +417,21 @@ async def check_corrupt_chunk_detected(harness: Harness) -> None:
             await expect_raises(ChunkCorrupt, consume(), f"streaming a corrupt {len(data)}-byte chunk")
             expect(len(received) < len(data), "a corrupt chunk was served in full before the error")
             expect(bytes(received) != data, "corrupt content came out as the original")
+            for budget in (0, 64 * MiB):  # the ranged path and the whole-chunk path of downloads
+                served = bytearray()
+
+                async def download(
+                    chunk_id: ChunkId = chunk_id,
+                    served: bytearray = served,
+                    budget: int = budget,
+                    size: int = len(data),
+                ) -> None:
+                    ranged = ChunkStore(backend, read_budget=budget)
+                    async for piece in ranged.stream(chunk_id, size=size, start=0, length=size):
+                        served.extend(piece)
+
+                await expect_raises(ChunkCorrupt, download(), f"downloading a corrupt {len(data)}-byte chunk")
+                expect(len(served) < len(data), "a download served a corrupt chunk in full")
         await expect_soon(
             harness, lambda: store.read_all(digest(healthy)), healthy, "an undamaged neighbour still reads"
         )

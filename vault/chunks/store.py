@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from typing import NoReturn
 
 import blake3
 import msgspec
@@ -31,6 +32,14 @@ GATHER_SIZE = 1024 * 1024
 # Chunks up to this size are read and verified whole before the first byte is released; larger
 # chunks stream and hold back their last piece until the digest is checked.
 VERIFY_WHOLE_LIMIT = 8 * 1024 * 1024
+# Bytes of whole verified chunks all downloads together may hold while their clients read them
+# (``ChunkStore.stream``). A download that finds no room streams small re-read pieces instead, so
+# fifty phones reading a video a few KiB at a time cost a few MiB, not fifty chunks.
+READ_BUDGET = 16 * 1024 * 1024
+# The piece a download without budget reads, hashes and hands on at a time.
+SLOW_PIECE = 128 * 1024
+# The piece such a download's first, verifying pass reads at a time (kept only while hashed).
+VERIFY_PIECE = 1024 * 1024
 
 
 class ChunkStoreError(Exception):
@@ -114,6 +123,23 @@ async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -
         yield b"".join(parts)
 
 
+class ByteBudget:
+    """A count of bytes that may be held at once; taken without waiting (callers have a fallback)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.free = capacity
+
+    def try_take(self, n: int) -> bool:
+        if n > self.free:
+            return False
+        self.free -= n
+        return True
+
+    def give(self, n: int) -> None:
+        self.free = min(self.capacity, self.free + n)
+
+
 class ChunkStore:
     """Content-addressed, verified storage of chunks of up to 64 MiB over a ``ChunkBackend``."""
 
@@ -125,8 +151,11 @@ class ChunkStore:
         offload: Offload | None = None,
         on_corrupt: Callable[[ChunkId], None] | None = None,
         on_repaired: Callable[[ChunkId], None] | None = None,
+        read_budget: int = READ_BUDGET,
     ) -> None:
         self.backend = backend
+        self.read_budget = ByteBudget(read_budget)
+        self._verify_slots = trio.CapacityLimiter(4)
         self.piece_size = piece_size
         # Hashing follows the node's one offload rule (``vault.offload``), on its limiter.
         self.offload = offload or Offload()
@@ -274,12 +303,95 @@ class ChunkStore:
         except KeyError:
             raise ChunkMissing(chunk_id.hex()) from None
         if hasher.digest() != chunk_id:
-            log.error("chunk %s failed verification on read", chunk_id.hex())
-            if self._on_corrupt is not None:
-                self._on_corrupt(chunk_id)
-            raise ChunkCorrupt(chunk_id)
-        for piece in held:
-            yield piece
+            self._corrupt(chunk_id)
+        held.reverse()
+        while held:
+            yield held.pop()  # handed on one by one, so a consumer can let go of each
+
+    def _corrupt(self, chunk_id: ChunkId) -> NoReturn:
+        log.error("chunk %s failed verification on read", chunk_id.hex())
+        if self._on_corrupt is not None:
+            self._on_corrupt(chunk_id)
+        raise ChunkCorrupt(chunk_id)
+
+    async def _hash_by_ranges(self, chunk_id: ChunkId, size: int) -> None:
+        """Verify a chunk keeping nothing: ``VERIFY_PIECE`` read and hashed at a time."""
+        hasher = blake3.blake3()
+        position = 0
+        while position < size:
+            # A few at a time: a hundred downloads starting together would otherwise hold a
+            # piece each at once, and the allocator keeps such a peak long after it passed.
+            async with self._verify_slots:
+                try:
+                    piece = await self.backend.read_range(chunk_id, position, VERIFY_PIECE)
+                except KeyError:
+                    raise ChunkMissing(chunk_id.hex()) from None
+                if not piece:
+                    raise ChunkCorrupt(chunk_id, "shorter than its stored size")
+                await self.offload.hash([hasher], piece)
+                position += len(piece)
+                del piece
+        if hasher.digest() != chunk_id:
+            self._corrupt(chunk_id)
+
+    async def stream(self, chunk_id: ChunkId, *, size: int, start: int, length: int) -> AsyncIterator[bytes]:
+        """Bytes ``start .. start+length`` of a stored chunk of ``size`` bytes, for a download;
+        raises ``ChunkMissing``/``ChunkCorrupt`` before handing on anything it could not verify.
+
+        While the node's read budget has room, the chunk is read and verified whole and handed on
+        from memory (one read, one hash: the fast path). Without room, it is verified by a first
+        pass that keeps nothing, then read again ``SLOW_PIECE`` at a time and hashed again, each
+        piece handed on as the next one arrives and the last one only once the second digest
+        matches too: a slow client then holds two small pieces, whatever the chunk size.
+        """
+        if size <= VERIFY_WHOLE_LIMIT and self.read_budget.try_take(size):
+            held = size
+            try:
+                skip, remaining = start, length
+                async for piece in await self.get(chunk_id, expected_size=size):
+                    count = len(piece)
+                    if remaining > 0 and skip < count:
+                        part = piece[skip : skip + remaining] if (skip or remaining < count) else piece
+                        remaining -= len(part)
+                        yield part
+                        del part
+                    skip = max(0, skip - count)
+                    del piece
+                    # Resumed: the consumer sent that piece on, so its bytes are let go.
+                    back = min(held, count)
+                    self.read_budget.give(back)
+                    held -= back
+            finally:
+                self.read_budget.give(held)
+            return
+        stored = await self.backend.stat(chunk_id)
+        if stored is None:
+            raise ChunkMissing(chunk_id.hex())
+        if stored != size:
+            raise ChunkCorrupt(chunk_id, f"stored size {stored} differs from {size}")
+        await self._hash_by_ranges(chunk_id, size)
+        hasher = blake3.blake3()
+        waiting: bytes | None = None
+        position, stop = 0, start + length
+        while position < size:
+            try:
+                piece = await self.backend.read_range(chunk_id, position, SLOW_PIECE)
+            except KeyError:
+                raise ChunkMissing(chunk_id.hex()) from None
+            if not piece:
+                raise ChunkCorrupt(chunk_id, "shorter than its stored size")
+            await self.offload.hash([hasher], piece)
+            end = position + len(piece)
+            if end > start and position < stop:
+                part = piece[max(0, start - position) : stop - position]
+                if waiting is not None:
+                    yield waiting
+                waiting = part
+            position = end
+        if hasher.digest() != chunk_id:
+            self._corrupt(chunk_id)
+        if waiting:
+            yield waiting
 
     async def read_all(self, chunk_id: ChunkId) -> bytes:
         """A whole verified chunk in memory (tools and tests; the API streams instead)."""

@@ -87,6 +87,9 @@ class BackendWrapper(ChunkBackend):
         finally:
             await _aclose(source)
 
+    async def read_range(self, chunk_id: ChunkId, start: int, length: int) -> bytes:
+        return await self.around("read_range", lambda: self.inner.read_range(chunk_id, start, length))
+
     async def has_many(self, chunk_ids: Iterable[ChunkId]) -> set[ChunkId]:
         wanted = list(chunk_ids)
         return await self.around("has_many", lambda: self.inner.has_many(wanted))
