@@ -48,6 +48,10 @@ class ServerConfig(_Section):
     body_read_timeout: Seconds = Seconds(60)
     min_body_rate: ByteSize = ByteSize(4096)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Downloads, chunk PUTs and tus PATCHes moving bytes at once: per account (beyond it 429) and
+    # for the whole node (beyond it 503), both with Retry-After; 0 = no limit.
+    max_transfers_per_user: Annotated[int, msgspec.Meta(ge=0)] = 32
+    max_transfers: Annotated[int, msgspec.Meta(ge=0)] = 512
 
 
 class StorageConfig(_Section):

@@ -45,6 +45,7 @@ from vault.queue.service import QueueService
 from vault.shares.service import ShareService
 from vault.sync.retention import prune as prune_journal
 from vault.sync.service import SyncService
+from vault.transfers import TransferLimits
 from vault.tus.service import TusService
 from vault.uploads.intake import PieceIntake
 from vault.uploads.service import UploadService
@@ -80,6 +81,7 @@ class Node:
             on_repaired=lambda _: self.metrics.repaired_chunks.inc(),
         )
         self.background = BackgroundTasks()
+        self.transfers = TransferLimits(config.server.max_transfers_per_user, config.server.max_transfers)
         self.policy: PlanPolicy = load_policy(config)
         self.activity = ActivityTracker()
         self.auth = AuthService(

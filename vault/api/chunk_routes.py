@@ -43,14 +43,15 @@ async def put_ranged_chunk(req: RawRequest) -> RawResponse:
 async def _receive(req: RawRequest, principal: Principal, index: int) -> RawResponse:
     declared_text = req.header("x-chunk-checksum")
     declared = parse_checksum(declared_text, "X-Chunk-Checksum") if declared_text else None
-    receipt = await req.node.uploads.receive_chunk(
-        principal.user_id,
-        req.params["upload_id"],
-        index,
-        req.body(),
-        content_length=req.content_length,
-        declared=declared,
-    )
+    with req.node.transfers.slot(principal.user_id):
+        receipt = await req.node.uploads.receive_chunk(
+            principal.user_id,
+            req.params["upload_id"],
+            index,
+            req.body(),
+            content_length=req.content_length,
+            declared=declared,
+        )
     return json_raw(200, {"success": True, "data": receipt})
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 from urllib.parse import quote
 
@@ -161,13 +162,24 @@ async def content(ctx: Ctx, file_id: str) -> Response:
         response = Response(b"", status=status, headers=headers)
         response.headers["Content-Length"] = str(length)
         return response
+    user_id = ctx.principal.user_id
+    ctx.node.transfers.take(user_id)  # given back when the body ends, however it ends
     body = stream_range(ctx.node.chunks, manifest, start, end)
     try:
         first = await body.__anext__()
     except (ChunkCorrupt, ChunkMissing):
+        ctx.node.transfers.give(user_id)
         log.error("file %s has unreadable content", record.id, extra={"request_id": ctx.request_id})
         raise errors.InternalError() from None
-    response = Response(_chain(first, body, record.id), status=status, headers=headers)
+    except BaseException:
+        ctx.node.transfers.give(user_id)
+        raise
+    slot = _Slot(lambda: ctx.node.transfers.give(user_id))
+    chained = _chain(first, body, record.id, slot.release)
+    # A response whose body is never iterated (the client left before it started) runs no
+    # ``finally``: the slot then comes back when the body is collected.
+    weakref.finalize(chained, slot.release)
+    response = Response(chained, status=status, headers=headers)
     response.timeout = None
     return response
 
@@ -177,9 +189,23 @@ _content_doc = next(d for d in router.docs if d.method == "GET" and d.path.endsw
 router.docs.append(dataclasses.replace(_content_doc, method="HEAD", summary="The file's headers, no body"))
 
 
-async def _chain(first: bytes, rest: AsyncIterator[bytes], file_id: str) -> AsyncIterator[bytes]:
-    yield first
+class _Slot:
+    """A transfer slot given back exactly once, by whichever end comes first."""
+
+    def __init__(self, give: Callable[[], None]) -> None:
+        self._give: Callable[[], None] | None = give
+
+    def release(self) -> None:
+        give, self._give = self._give, None
+        if give is not None:
+            give()
+
+
+async def _chain(
+    first: bytes, rest: AsyncIterator[bytes], file_id: str, done: Callable[[], None]
+) -> AsyncIterator[bytes]:
     try:
+        yield first
         async for piece in rest:
             yield piece
     except (ChunkCorrupt, ChunkMissing):
@@ -187,6 +213,8 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes], file_id: str) -> Asyn
         # and never a complete-looking copy of corrupt content.
         log.error("file %s: a chunk failed verification mid-download", file_id)
         raise
+    finally:
+        done()
 
 
 class FileDeleted(WireAnswer):

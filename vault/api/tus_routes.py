@@ -137,7 +137,8 @@ async def _receive(req: RawRequest, tus: TusService, user_id: str, upload: Uploa
     if declared is not None and offset + declared > upload.size:
         raise errors.PayloadTooLarge("PATCH body goes past Upload-Length")
     body = _KeptBody(req)
-    new_offset = await tus.receive(user_id, upload, offset, body, _upload_checksum(req))
+    with req.node.transfers.slot(user_id):
+        new_offset = await tus.receive(user_id, upload, offset, body, _upload_checksum(req))
     if body.disconnected:
         if new_offset == upload.size:
             await tus.uploads.finalize(user_id, upload.id, None, {})
