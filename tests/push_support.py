@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,48 +15,19 @@ from tests.auth_support import bearer, register
 from vault.app import VaultApp, create_app
 from vault.clock import TrioClock
 from vault.config import Config
-from vault.plugin_api import (
-    Delivered,
-    Outcome,
-    ProviderContext,
-    ProviderOptions,
-    PushMessage,
-    PushProvider,
-    PushRegistration,
-)
+from vault.plugin_api import FakeProvider
+from vault.push.fake import Script
 
 NOTIFY = "/api/mobile/notifications/register"
 INBOX = "/api/mobile/notifications"
 
 
-class Recorder(PushProvider):
-    """Answers each send with ``script(n, registration, message)`` (default: delivered) and keeps
-    what it was sent, with the node's wall-clock time of each send."""
+class Recorder(FakeProvider):
+    """The shipped fake provider, timing sends on the node's own (fake) wall clock."""
 
-    def __init__(self, script: Callable[[int, PushRegistration, PushMessage], Outcome] | None = None) -> None:
-        super().__init__(ProviderOptions())
-        self.script = script or (lambda n, r, m: Delivered())
-        self.sent: list[tuple[PushRegistration, PushMessage, float]] = []
-        self.opened = False
+    def __init__(self, script: Script | None = None) -> None:
+        super().__init__(script=script, now=lambda: self.clock.now() if self.clock else 0.0)
         self.clock: TrioClock | None = None
-        self._changed = trio.Event()
-
-    async def open(self, context: ProviderContext) -> None:
-        self.opened = True
-
-    async def send(self, registration: PushRegistration, message: PushMessage) -> Outcome:
-        now = self.clock.now() if self.clock else 0.0
-        self.sent.append((registration, message, now))
-        self._changed.set()
-        self._changed = trio.Event()
-        return self.script(len(self.sent), registration, message)
-
-    def visible(self) -> list[tuple[PushRegistration, PushMessage, float]]:
-        return [s for s in self.sent if not s[1].silent]
-
-    async def wait_for(self, count: int, *, silent: bool = False) -> None:
-        while len(self.sent if silent else self.visible()) < count:
-            await self._changed.wait()
 
 
 @asynccontextmanager

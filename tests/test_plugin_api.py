@@ -155,3 +155,13 @@ async def test_the_provider_check_refuses_options_that_are_not_provider_options(
 
     with pytest.raises(AssertionError, match="not a ProviderOptions subclass"):
         await check_provider(ForeignProvider(ProviderOptions(), Delivered()))
+
+
+async def test_the_shipped_fake_provider_passes_the_provider_check_and_records_sends() -> None:
+    from vault.plugin_api import FakeProvider, RetryLater
+
+    fake = FakeProvider(script=lambda n, r, m: RetryLater("busy", delay=1.0) if n == 1 else Delivered())
+    await check_provider(fake)
+    assert fake.opened and fake.closed
+    assert len(fake.sent) == 6  # every sample registration, visible and silent
+    assert len(fake.visible()) == 3

@@ -36,7 +36,8 @@ Push providers (group ``vault.push``, listed in ``[push] providers``)
     its own and the node's ``VapidKey``); ``check_registration`` may refuse a token at register
     time. ``retry_after`` and ``status_outcome`` read the answers HTTP push services share.
     Retries, quiet hours and the outbox are the node's. Smoke-test with
-    ``check_provider(provider)`` (``sample_context`` builds a context for your own tests).
+    ``check_provider(provider)`` (``sample_context`` builds a context for your own tests);
+    ``FakeProvider`` records what a node sends and answers from a script, for tests.
 
 Plan policies (group ``vault.policies``, chosen by ``[plans] policy``)
     Subclass ``PlanPolicy``; it is built as ``YourPolicy(config)`` with the node's ``Config``
@@ -73,6 +74,7 @@ from vault.lmdb_gate import ReadGate
 from vault.lmdb_writer import LmdbWriter, Pending
 from vault.policies import UNLIMITED, Account, PlanPolicy
 from vault.push.conformance import check_provider, sample_context
+from vault.push.fake import FakeProvider
 from vault.push.http import retry_after, status_outcome
 from vault.push.provider import (
     Delivered,
@@ -104,6 +106,7 @@ __all__ = [
     "Config",
     "Delivered",
     "Failed",
+    "FakeProvider",
     "FaultyBackend",
     "Harness",
     "LimitedBackend",
