@@ -57,7 +57,9 @@ def _serve(config: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 @pytest.mark.parametrize("backend", ["lmdb", "fs"])
 async def test_fifty_slow_downloaders_keep_anonymous_memory_under_150_mb(tmp_path: Path, backend: str) -> None:
     config = tmp_path / "vault.toml"
-    config.write_text(f'[storage]\nbackend = "{backend}"\n')
+    # One account's 50 downloads: above its default share of transfers (32), which is not what
+    # this test is about.
+    config.write_text(f'[storage]\nbackend = "{backend}"\n[server]\nmax_transfers_per_user = 64\n')
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(config, tmp_path / "data", port)
