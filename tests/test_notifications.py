@@ -27,6 +27,29 @@ def at(text: str, tz: ZoneInfo = LA) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=tz).timestamp()
 
 
+async def eventually(check: Any, *, step: float = 1.0, tries: int = 200) -> None:
+    """Let fake time pass ``step`` at a time until ``check()`` holds: the node's background work
+    (an outbox write on the LMDB writer thread) finishes when the machine lets it, not on a
+    schedule, so a fixed sleep would race a busy machine."""
+    for _ in range(tries):
+        if await check():
+            return
+        await trio.sleep(step)
+    raise AssertionError("the node never got there")
+
+
+def delivery_is(client: Any, headers: dict[str, str], status: str, **more: Any) -> Any:
+    async def check() -> bool:
+        entries = await inbox(client, headers)
+        return any(
+            d["status"] == status and all(d.get(k) == v for k, v in more.items())
+            for e in entries
+            for d in e["deliveries"]
+        )
+
+    return check
+
+
 async def inbox(client: Any, headers: dict[str, str]) -> list[dict[str, Any]]:
     response = await client.get(INBOX, headers=headers)
     assert response.status_code == 200
@@ -132,7 +155,7 @@ async def test_a_new_device_sign_in_is_pushed_to_the_other_devices_and_shown_in_
         registration, message, _ = recorder.visible()[0]
         assert (registration.device_id, registration.push_token) == (first, "token-phone-1")
         assert (message.category, message.title) == ("security", "New device login detected")
-        await trio.sleep(1)
+        await eventually(delivery_is(client, headers, "sent"))
         [entry] = await inbox(client, headers)
         assert entry["category"] == "security" and entry["title"] == "New device login detected"
         assert [(d["deviceId"], d["status"], d["attempts"]) for d in entry["deliveries"]] == [(first, "sent", 1)]
@@ -210,7 +233,7 @@ async def test_a_failed_send_is_retried_with_growing_backoff_and_a_service_delay
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert 5 <= gaps[0] <= 10 and 10 <= gaps[1] <= 20  # 10 s then 20 s, jittered over the upper half
         assert gaps[2] == pytest.approx(300, abs=1)  # Retry-After wins over the backoff
-        await trio.sleep(1)
+        await eventually(delivery_is(client, headers, "sent"))
         [entry] = await inbox(client, headers)
         assert entry["deliveries"][0]["status"] == "sent" and entry["deliveries"][0]["attempts"] == 4
 
@@ -223,7 +246,7 @@ async def test_a_delivery_failing_past_its_maximum_age_is_given_up(make_config: 
         headers, _ = await sign_in(client, "phone-1")
         await notify(client, headers, "phone-1")
         await sign_in(client, "tablet-1")
-        await trio.sleep(3 * 3600)
+        await eventually(delivery_is(client, headers, "failed"), step=600)
         tries = len(recorder.visible())
         assert 5 <= tries <= 20
         [entry] = await inbox(client, headers)
@@ -260,13 +283,24 @@ async def test_a_token_the_service_no_longer_knows_is_unregistered(config: Confi
         await notify(client, headers, "phone-1")
         await sign_in(client, "tablet-1")
         await recorder.wait_for(1)
-        await trio.sleep(1)
-        assert await _registration(app, device) is None
+
+        async def unregistered() -> bool:
+            return await _registration(app, device) is None
+
+        await eventually(unregistered)
         await sign_in(client, "tablet-2")
         await trio.sleep(60)
         assert len(recorder.visible()) == 1  # nothing more is sent to the gone token
         newest = (await inbox(client, headers))[0]
         assert newest["deliveries"][0]["status"] == "skipped"
+
+
+async def _user_id(app: Any) -> str:
+    from vault.auth.records import USERS
+
+    async with app.node.meta.snapshot() as txn:
+        [user] = [u for _, u in txn.scan(USERS)]
+    return str(user.id)
 
 
 async def _registration(app: Any, device_id: str) -> Any:
@@ -307,7 +341,7 @@ async def test_queued_deliveries_survive_a_restart(config: Config, idle_jump_clo
     async with push_node(config, second, idle_jump_clock) as app:
         await second.wait_for(1)
         assert second.visible()[0][1].title == "New device login detected"
-        await trio.sleep(1)
+        await eventually(delivery_is(app.test_client(), headers, "sent", attempts=2))
         [entry] = await inbox(app.test_client(), headers)
         assert entry["deliveries"][0]["status"] == "sent" and entry["deliveries"][0]["attempts"] == 2
 
@@ -342,6 +376,7 @@ async def test_storage_notifications_come_once_per_threshold_crossing(make_confi
     async with push_node(config, recorder, idle_jump_clock) as app:
         client = app.test_client()
         headers, _ = await sign_in(client, "phone-1")
+        user_id = await _user_id(app)
         await notify(client, headers, "phone-1", uploads=False)
         await upload_file(client, headers, os.urandom(60 * 1024), name="a.bin")
         await trio.sleep(5)
@@ -354,9 +389,16 @@ async def test_storage_notifications_come_once_per_threshold_crossing(make_confi
         # Freed space re-arms the warning (a deleted file counts until the trash lets it go).
         deleted = await client.delete(f"/api/mobile/files/{second['id']}", headers=headers)
         assert deleted.status_code == 200
-        await trio.sleep(5)
+        await trio.sleep(5)  # past the trash's 1 s retention
         await app.node.reclaim()
-        await trio.sleep(5)
+
+        async def rearmed() -> bool:
+            from vault.notifications.storage_alerts import STORAGE_ALERTS
+
+            async with app.node.meta.snapshot() as txn:
+                return txn.get_bytes(STORAGE_ALERTS, user_id.encode()) == b"0"
+
+        await eventually(rearmed)
         await upload_file(client, headers, os.urandom(35 * 1024), name="d.bin")
         await recorder.wait_for(2)
         assert [m.title for _, m, _ in recorder.visible()] == ["Storage 90% full", "Storage 90% full"]
