@@ -165,3 +165,37 @@ async def test_logout_needs_a_live_token(client: Any) -> None:
     again = await client.post(LOGOUT, headers=bearer(phone))
     assert again.status_code == 401
     assert await error_code(again) == "DEVICE_REVOKED"
+
+
+async def test_unknown_kid_and_another_nodes_key_are_unauthorized(app: VaultApp, tmp_path: Path) -> None:
+    client = app.test_client()
+    token = (await register(client))["tokens"]["accessToken"]
+    header, payload, _ = _parts(token)
+    key = _ring(app).key(header["kid"])
+    assert key is not None
+    # A kid this node never made, signed with this node's own key: refused, not looked past.
+    unknown = jwt.encode(payload, key, algorithm=header["alg"], headers={"kid": "k-not-ours"})
+    assert await _status(client, unknown) == (401, "UNAUTHORIZED")
+    # Another node's key ring (another data directory), same kid name and claims: refused.
+    other = KeyRing(tmp_path / "other-node-keys.json")
+    other.load_or_create(now=0.0)
+    other_key = other.key(other.current_kid)
+    assert other_key is not None and other_key != key
+    for kid in (header["kid"], other.current_kid):
+        forged = jwt.encode(payload, other_key, algorithm=header["alg"], headers={"kid": kid})
+        assert await _status(client, forged) == (401, "UNAUTHORIZED")
+
+
+async def test_a_removed_devices_token_stops_working_at_once(app: VaultApp) -> None:
+    client = app.test_client()
+    phone = await register(client, device_id="phone-1")
+    tablet = await register(client, device_id="tablet-1")
+    assert await _status(client, tablet["tokens"]["accessToken"]) == (200, "")
+    removed = await client.delete(f"{DEVICES}/{tablet['device']['id']}", headers=bearer(phone))
+    assert removed.status_code == 200
+    status, code = await _status(client, tablet["tokens"]["accessToken"])
+    assert status == 401 and code in {"UNAUTHORIZED", "DEVICE_REVOKED"}
+    refreshed = await client.post(
+        REFRESH, json={"refreshToken": tablet["tokens"]["refreshToken"], "deviceId": "tablet-1"}
+    )
+    assert refreshed.status_code == 401
