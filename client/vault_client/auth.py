@@ -88,7 +88,9 @@ class Auth:
             raise NotLoggedIn("not signed in: run `vault-sync login` (or Client.sign_in) first")
         return found
 
-    async def sign_in(self, email: str, password: str, *, name: str | None = None, model: str | None = None) -> Credentials:
+    async def sign_in(
+        self, email: str, password: str, *, name: str | None = None, model: str | None = None
+    ) -> Credentials:
         info = device_info(self.state, model=model)
         body = wire.RegisterBody(email=email, password=password, device_info=info, name=name)
         answer: wire.AuthRegisterAnswer = await self.session.call(wire.POST_AUTH_REGISTER, body)
@@ -126,7 +128,9 @@ class Auth:
                 answer: wire.RefreshAnswer = await self.session.call(wire.POST_AUTH_REFRESH, body, retry=REFRESH_RETRY)
             except AuthError as exc:
                 # TOKEN_REUSED, DEVICE_REVOKED, TOKEN_EXPIRED: this device must sign in again.
-                raise NotLoggedIn(f"the node no longer accepts this device's sign-in ({exc.code}): log in again") from exc
+                raise NotLoggedIn(
+                    f"the node no longer accepts this device's sign-in ({exc.code}): log in again"
+                ) from exc
             renewed = msgspec.structs.replace(
                 credentials, access_token=answer.tokens.access_token, refresh_token=answer.tokens.refresh_token
             )

@@ -83,7 +83,9 @@ class Client:
     def credentials(self) -> Credentials | None:
         return self.auth.credentials
 
-    async def sign_in(self, email: str, password: str, *, name: str | None = None, model: str | None = None) -> Credentials:
+    async def sign_in(
+        self, email: str, password: str, *, name: str | None = None, model: str | None = None
+    ) -> Credentials:
         """Sign in this machine as a device (creating the account when the node's sign-up is open)."""
         return await self.auth.sign_in(email, password, name=name, model=model)
 
@@ -135,9 +137,7 @@ class Client:
 
     # -- sync -----------------------------------------------------------------------------------
 
-    async def sync_status(
-        self, sync_token: str | None = None, *, wait: int = 0, limit: int = 1000
-    ) -> wire.SyncStatus:
+    async def sync_status(self, sync_token: str | None = None, *, wait: int = 0, limit: int = 1000) -> wire.SyncStatus:
         """One page of changes since ``sync_token``; ``wait`` seconds of long poll (at most 300)."""
         answer: wire.SyncStatus = await self.session.call(
             wire.GET_SYNC_STATUS,

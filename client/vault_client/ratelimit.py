@@ -33,4 +33,3 @@ class RateLimit:
                 await trio.sleep(-self._tokens / self.rate)
                 self._stamp = trio.current_time()
                 self._tokens = 0.0
-

@@ -179,7 +179,9 @@ def raise_for_error(response: httpx.Response) -> None:
         detail = msgspec.json.decode(response.content, type=_ErrorBody).error
     except (msgspec.DecodeError, msgspec.ValidationError):
         text = response.text[:200].strip() if response.content else response.reason_phrase
-        raise NodeError(f"HTTP_{response.status_code}", text, status=response.status_code, retry_after=retry_after) from None
+        raise NodeError(
+            f"HTTP_{response.status_code}", text, status=response.status_code, retry_after=retry_after
+        ) from None
     raise node_error(
         detail.code,
         detail.message,

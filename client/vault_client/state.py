@@ -36,7 +36,8 @@ CREATE INDEX IF NOT EXISTS files_by_id ON files (root, file_id);
 CREATE TABLE IF NOT EXISTS remote (
     root INTEGER NOT NULL, file_id TEXT NOT NULL, path TEXT NOT NULL, checksum TEXT NOT NULL,
     size INTEGER NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (root, file_id));
-CREATE TABLE IF NOT EXISTS remote_folders (root INTEGER NOT NULL, path TEXT NOT NULL, PRIMARY KEY (root, path));
+CREATE TABLE IF NOT EXISTS remote_folders (
+    root INTEGER NOT NULL, path TEXT NOT NULL, seen_local INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (root, path));
 CREATE TABLE IF NOT EXISTS pending (
     id TEXT PRIMARY KEY, root INTEGER NOT NULL, seq INTEGER NOT NULL, path TEXT NOT NULL,
     change TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
@@ -194,9 +195,7 @@ class State:
     # -- the local index ------------------------------------------------------------------------
 
     def index(self, root: int) -> dict[str, IndexRow]:
-        rows = self._rows(
-            "SELECT path, file_id, version, checksum, size, mtime_ns FROM files WHERE root = ?", root
-        )
+        rows = self._rows("SELECT path, file_id, version, checksum, size, mtime_ns FROM files WHERE root = ?", root)
         return {str(r[0]): IndexRow(*r) for r in rows}  # type: ignore[arg-type]
 
     def put_index(self, db: sqlite3.Connection, root: int, row: IndexRow) -> None:
@@ -228,14 +227,23 @@ class State:
         db.execute("DELETE FROM remote WHERE root = ?", (root,))
         db.execute("DELETE FROM remote_folders WHERE root = ?", (root,))
 
-    def remote_folders(self, root: int) -> set[str]:
-        return {str(r[0]) for r in self._rows("SELECT path FROM remote_folders WHERE root = ?", root)}
+    def remote_folders(self, root: int) -> dict[str, bool]:
+        """The node's folders below the root, each with whether it has existed locally since."""
+        rows = self._rows("SELECT path, seen_local FROM remote_folders WHERE root = ?", root)
+        return {str(r[0]): bool(r[1]) for r in rows}
+
+    def mark_folders_seen(self, db: sqlite3.Connection, root: int, folders: list[str]) -> None:
+        db.executemany(
+            "UPDATE remote_folders SET seen_local = 1 WHERE root = ? AND path = ?", [(root, f) for f in folders]
+        )
 
     def put_remote_folder(self, db: sqlite3.Connection, root: int, path: str, present: bool) -> None:
         if present:
             db.execute("INSERT OR IGNORE INTO remote_folders (root, path) VALUES (?, ?)", (root, path))
         else:
-            db.execute("DELETE FROM remote_folders WHERE root = ? AND (path = ? OR path LIKE ?)", (root, path, path + "/%"))
+            db.execute(
+                "DELETE FROM remote_folders WHERE root = ? AND (path = ? OR path LIKE ?)", (root, path, path + "/%")
+            )
 
     # -- pending local changes ------------------------------------------------------------------
 
@@ -304,7 +312,9 @@ class State:
 
     def open_upload(self, key: str, checksum: str, size: int) -> str | None:
         """The upload id of an upload begun for ``key`` with this very content, if any."""
-        rows = self._rows("SELECT upload_id FROM uploads WHERE key = ? AND checksum = ? AND size = ?", key, checksum, size)
+        rows = self._rows(
+            "SELECT upload_id FROM uploads WHERE key = ? AND checksum = ? AND size = ?", key, checksum, size
+        )
         return str(rows[0][0]) if rows else None
 
     def put_upload(self, key: str, upload_id: str, checksum: str, size: int) -> None:

@@ -145,9 +145,7 @@ class Uploader:
         if upload_id is None:
             return None
         try:
-            status: wire.UploadState = await self.session.call(
-                wire.GET_UPLOAD_UPLOAD_ID, path={"upload_id": upload_id}
-            )
+            status: wire.UploadState = await self.session.call(wire.GET_UPLOAD_UPLOAD_ID, path={"upload_id": upload_id})
         except (NotFound, UploadExpired):
             self.state.drop_upload(item.state_key)
             return None
@@ -193,7 +191,9 @@ class Uploader:
         self.state.drop_upload(key)
         return done.file
 
-    async def _send_chunks(self, item: UploadItem, upload_id: str, size: int, chunk_size: int, indexes: list[int]) -> None:
+    async def _send_chunks(
+        self, item: UploadItem, upload_id: str, size: int, chunk_size: int, indexes: list[int]
+    ) -> None:
         send, receive = trio.open_memory_channel[int](len(indexes) or 1)
         for index in indexes:
             send.send_nowait(index)
@@ -241,7 +241,9 @@ class Uploader:
         await self.session.authorized(True, put)
 
 
-def upload_items(paths: list[Path], folder: str, on_skip: Callable[[Path, str], None] | None = None) -> list[UploadItem]:
+def upload_items(
+    paths: list[Path], folder: str, on_skip: Callable[[Path, str], None] | None = None
+) -> list[UploadItem]:
     """Files to push: each path (a folder recursively, its tree kept below ``folder``)."""
     items: list[UploadItem] = []
     base = folder.rstrip("/") or ""
