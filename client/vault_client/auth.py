@@ -69,6 +69,11 @@ def _expires_at(token: str) -> float | None:
         return None
 
 
+def stored_credentials(state: State) -> Credentials | None:
+    found = state.get_struct(_CREDENTIALS, Credentials)
+    return found if isinstance(found, Credentials) else None
+
+
 class Auth:
     """The session's token source, backed by the durable state."""
 
@@ -79,8 +84,7 @@ class Auth:
 
     @property
     def credentials(self) -> Credentials | None:
-        found = self.state.get_struct(_CREDENTIALS, Credentials)
-        return found if isinstance(found, Credentials) else None
+        return stored_credentials(self.state)
 
     def require(self) -> Credentials:
         found = self.credentials

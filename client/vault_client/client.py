@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from vault_client import wire
-from vault_client.auth import Auth, Credentials
+from vault_client.auth import Auth, Credentials, stored_credentials
 from vault_client.downloads import Downloader
 from vault_client.progress import Progress
 from vault_client.ratelimit import RateLimit
@@ -48,7 +48,7 @@ class Client:
         """``base_url`` may be left out when the state holds a sign-in (it remembers the node)."""
         self.state = state or State(":memory:")
         if base_url is None:
-            found = Auth(self.state, None).credentials  # type: ignore[arg-type]
+            found = stored_credentials(self.state)
             if found is None:
                 raise ValueError("no base_url given and the state holds no sign-in")
             base_url = found.base_url

@@ -31,7 +31,7 @@ import trio
 from vault_client import wire
 from vault_client.client import Client
 from vault_client.downloads import LocalChanged, partial_path
-from vault_client.errors import ChecksumMismatch, NodeError, NodeUnreachable, NotFound
+from vault_client.errors import ChecksumMismatch, NetworkNotAllowed, NodeError, NodeUnreachable, NotFound
 from vault_client.local_tree import LocalFile, ignored, scan, stat_key
 from vault_client.reconcile import Download, LocalDelete, LocalMove, PathMap, Plan, Send, plan_round
 from vault_client.state import ConflictRow, IndexRow, PendingRow, RemoteRow, Root
@@ -683,6 +683,7 @@ class Syncer:
         poll_wait: int = 60,
         watch: bool = True,
         on_round: Callable[[RoundReport], None] | None = None,
+        before_round: Callable[[], None] | None = None,
         offline_retry: float = 15.0,
     ) -> None:
         """Sync rounds until ``stop`` is set: one at once, then whenever the folder changes or the
@@ -725,6 +726,12 @@ class Syncer:
                     await wake.wait()
                 first = False
                 wake = trio.Event()
+                if before_round is not None:
+                    try:
+                        before_round()  # e.g. --wifi-only: not on this network
+                    except NetworkNotAllowed:
+                        nursery.start_soon(_poke_later, offline_retry, poke)
+                        continue
                 report = await self.sync_once()
                 if on_round is not None:
                     on_round(report)
