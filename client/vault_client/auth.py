@@ -41,6 +41,7 @@ class Credentials(msgspec.Struct, kw_only=True):
     device_name: str
     access_token: str
     refresh_token: str
+    received_at: float | None = None  # this machine's time when the access token arrived
 
 
 def device_info(state: State, *, model: str | None = None) -> wire.DeviceInfoBody:
@@ -59,12 +60,13 @@ def device_info(state: State, *, model: str | None = None) -> wire.DeviceInfoBod
     )
 
 
-def _expires_at(token: str) -> float | None:
-    """The ``exp`` of a JWT (read, not verified: only to renew it ahead of time)."""
+def _lifetime(token: str) -> float | None:
+    """``exp - iat`` of a JWT (read, not verified: only to renew it ahead of time). The lifetime,
+    not ``exp`` itself, so a node whose clock is off does not make every call a refresh."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
+        return float(claims["exp"]) - float(claims["iat"])
     except (IndexError, ValueError, KeyError, TypeError):
         return None
 
@@ -107,6 +109,7 @@ class Auth:
             device_name=answer.device.name,
             access_token=answer.tokens.access_token,
             refresh_token=answer.tokens.refresh_token,
+            received_at=time.time(),
         )
         self.state.put_struct(_CREDENTIALS, credentials)
         return credentials
@@ -116,9 +119,10 @@ class Auth:
 
     async def access_token(self) -> str:
         credentials = self.require()
-        expires = _expires_at(credentials.access_token)
-        if expires is not None and expires - time.time() < RENEW_AHEAD:
-            return await self.renew(credentials.access_token)
+        lifetime = _lifetime(credentials.access_token)
+        if lifetime is not None and credentials.received_at is not None:
+            if time.time() - credentials.received_at > lifetime - RENEW_AHEAD:
+                return await self.renew(credentials.access_token)
         return credentials.access_token
 
     async def renew(self, rejected: str) -> str:
@@ -136,7 +140,10 @@ class Auth:
                     f"the node no longer accepts this device's sign-in ({exc.code}): log in again"
                 ) from exc
             renewed = msgspec.structs.replace(
-                credentials, access_token=answer.tokens.access_token, refresh_token=answer.tokens.refresh_token
+                credentials,
+                access_token=answer.tokens.access_token,
+                refresh_token=answer.tokens.refresh_token,
+                received_at=time.time(),
             )
             self.state.put_struct(_CREDENTIALS, renewed)
             return renewed.access_token

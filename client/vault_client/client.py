@@ -20,6 +20,7 @@ import httpx
 from vault_client import wire
 from vault_client.auth import Auth, Credentials, stored_credentials
 from vault_client.downloads import Downloader
+from vault_client.errors import AuthError
 from vault_client.progress import Progress
 from vault_client.ratelimit import RateLimit
 from vault_client.retry import RetryPolicy
@@ -94,6 +95,8 @@ class Client:
         if self.auth.credentials is not None:
             try:
                 await self.session.call(wire.POST_AUTH_LOGOUT)
+            except AuthError:
+                pass  # signed out (or removed) on the node already
             finally:
                 self.auth.forget()
 

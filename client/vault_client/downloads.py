@@ -116,7 +116,7 @@ class Downloader:
                     # Small appends to the page cache: cheap enough for the event loop; the
                     # fsync that makes it durable runs in a thread before the rename.
                     with open(temp, mode) as out:
-                        async for piece in response.aiter_bytes(256 * 1024):
+                        async for piece in response.aiter_bytes():
                             if limit is not None:
                                 await limit.take(len(piece))
                             out.write(piece)
