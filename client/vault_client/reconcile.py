@@ -115,8 +115,12 @@ def plan_round(
     remote_folders: dict[str, bool],
     held: set[str],
     paths: PathMap,
+    *,
+    trust_deletes: bool = True,
 ) -> Plan:
-    """``remote_folders``: the node's folders, each with whether it has existed here since."""
+    """``remote_folders``: the node's folders, each with whether it has existed here since.
+    ``trust_deletes`` false (after ``resetRequired``): a synced file the node no longer has is
+    sent again rather than deleted here (the node may have lost it, not deleted it)."""
     plan = Plan()
     held = held | local.unstable
     by_path = {r.path: r for r in remote.values()}
@@ -193,8 +197,10 @@ def plan_round(
             elif here.checksum == base.checksum:
                 if there is not None:
                     plan.downloads.append(Download(path, there, here))
-                else:
+                elif trust_deletes or mine is not None:
                     plan.deletes.append(LocalDelete(path, here))
+                else:
+                    plan.sends.append(_upload(path, here, paths))
             elif base.file_id:
                 # Edited here, gone or moved there: the node judges (deleted_remotely / version_mismatch).
                 plan.sends.append(_update(path, here, base, force_base=True))

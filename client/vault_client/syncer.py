@@ -99,6 +99,9 @@ class Syncer:
         self.pull_only = pull_only
         self.downloads_in_flight = downloads_in_flight
         self.round_done = trio.Event()
+        # After resetRequired the node cannot say what was deleted since the token (its journal
+        # was rebuilt or restored): a synced file it no longer lists is sent again, not deleted.
+        self._after_reset = False
 
     def _reload(self) -> Root:
         found = self.state.find_root(self.local)
@@ -124,9 +127,8 @@ class Syncer:
         for path in skip:
             tree.files.pop(path, None)
         held = self._held()
-        plan = plan_round(
-            tree, index, self.state.remote(self.root.id), self.state.remote_folders(self.root.id), held, self.paths
-        )
+        remote, folders = self.state.remote(self.root.id), self.state.remote_folders(self.root.id)
+        plan = plan_round(tree, index, remote, folders, held, self.paths, trust_deletes=not self._after_reset)
         self._apply_local(plan, report)
         if not self.pull_only:
             self._queue(plan)
@@ -142,6 +144,8 @@ class Syncer:
             except NodeUnreachable:
                 report.offline = True
         self._mark_folders_seen()
+        if not report.offline:
+            self._after_reset = False
         self.round_done.set()
         self.round_done = trio.Event()
         return report
@@ -181,6 +185,7 @@ class Syncer:
                 # The node cannot answer this token exactly: list everything, then reconcile
                 # with the index as base, so local edits are still recognised and sent.
                 token, listing, files, folders = status.next_sync_token, True, {}, set()
+                self._after_reset = True
                 continue
             if listing:
                 for entry in status.changes.created:
@@ -586,6 +591,22 @@ class Syncer:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
         row = {r.conflict_id: r for r in self.state.conflicts(self.root.id)}.get(conflict_id)
         result = await self.client.resolve(conflict_id, resolution)
+        if (
+            result.status == "rejected"
+            and resolution == "keep_local"
+            and row is not None
+            and row.change.get("action") == "update"
+            and result.error is not None
+            and result.error.code == "NOT_FOUND"
+        ):
+            # The node cannot apply an edit to a file deleted meanwhile ("No such file"): drop
+            # the change there (keep_remote) and send the local file again as a new one here.
+            result = await self.client.resolve(conflict_id, "keep_remote")
+            if result.status != "rejected":
+                with self.state.transaction() as db:
+                    self.state.drop_index(db, self.root.id, row.path)
+                    self.state.drop_conflict(db, conflict_id)
+                return result
         if result.status == "rejected":
             if result.error is not None and result.error.code == "NOT_FOUND" and row is not None:
                 with self.state.transaction() as db:
