@@ -17,6 +17,7 @@ import trio
 
 from vault_client.hashing import checksum_of_file
 from vault_client.state import IndexRow
+from vault_client.tasks import open_nursery
 
 PARTIAL_SUFFIX = ".vault-partial"
 _SKIP_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -103,7 +104,7 @@ async def scan(root: Path, index: Mapping[str, IndexRow]) -> LocalTree:
             return
         found[rel] = LocalFile(rel, size, mtime_ns, checksum)
 
-    async with trio.open_nursery() as nursery:
+    async with open_nursery() as nursery:
         for rel, size, mtime_ns in listed:
             nursery.start_soon(one, rel, size, mtime_ns)
     return LocalTree(files=found, dirs=dirs, unstable=unstable)

@@ -35,6 +35,7 @@ from vault_client.errors import ChecksumMismatch, NetworkNotAllowed, NodeError, 
 from vault_client.local_tree import LocalFile, ignored, scan, stat_key
 from vault_client.reconcile import Download, LocalDelete, LocalMove, PathMap, Plan, Send, plan_round
 from vault_client.state import ConflictRow, IndexRow, PendingRow, RemoteRow, Root
+from vault_client.tasks import open_nursery
 from vault_client.uploads import UploadItem
 
 Resolution = str  # "keep_local" | "keep_remote" | "keep_both"
@@ -506,7 +507,7 @@ class Syncer:
             async with limiter:
                 await self._download(item, by_content.get(item.remote.checksum), report)
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             for item in downloads:
                 nursery.start_soon(one, item)
 
@@ -736,7 +737,7 @@ class Syncer:
                     poke()
                     await done.wait()
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             nursery.start_soon(_cancel_on, stop, nursery.cancel_scope)
             if watch:
                 nursery.start_soon(watcher)

@@ -25,6 +25,7 @@ from vault_client.hashing import checksum_of_file, read_range_blocking
 from vault_client.progress import NoProgress, Progress
 from vault_client.session import Session
 from vault_client.state import State
+from vault_client.tasks import open_nursery
 
 DEFAULT_CHUNK = 8 * 1024 * 1024
 INIT_BATCH = 1000  # files per upload/init request (the node's limit)
@@ -91,7 +92,7 @@ class Uploader:
                 async with limiter:
                     results[i] = await self._finish_planned(items[i], plan)
 
-            async with trio.open_nursery() as nursery:
+            async with open_nursery() as nursery:
                 for i, plan in zip(batch, planned, strict=True):
                     nursery.start_soon(one, i, plan)
         return [r for r in results if r is not None]
@@ -203,7 +204,7 @@ class Uploader:
             async for index in receive:
                 await self._put_chunk(item, upload_id, index, size, chunk_size)
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             for _ in range(min(self.parallel, len(indexes))):
                 nursery.start_soon(worker)
 

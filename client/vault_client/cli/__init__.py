@@ -42,6 +42,7 @@ from vault_client.errors import (
 from vault_client.progress import Progress
 from vault_client.state import State
 from vault_client.syncer import RESOLUTIONS, ConflictInfo, RoundReport, Syncer
+from vault_client.tasks import open_nursery
 from vault_client.uploads import upload_items
 
 _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmg]?)(i?b?)?\s*(/s)?\s*$", re.IGNORECASE)
@@ -286,7 +287,7 @@ async def _sync(args: argparse.Namespace, state: State, out: Output, *, pull_onl
                         stop.set()
                         return
 
-                async with trio.open_nursery() as nursery:
+                async with open_nursery() as nursery:
                     nursery.start_soon(until_signal)
                     out.say(f"Syncing {syncer.local} with {remote} on {client.session.base_url} (Ctrl-C stops).")
                     await syncer.run(
