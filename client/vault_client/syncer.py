@@ -673,9 +673,11 @@ class Syncer:
                     self.state.drop_remote(db, root, row.file_id)
             elif resolution == "keep_both":
                 if action in ("upload", "update") and entry is not None and here is not None:
-                    folder_rel = posixpath.dirname(here_path)
-                    kept = posixpath.join(folder_rel, entry.name) if folder_rel else entry.name
-                    if not (self.local / kept).exists():
+                    # Where the node kept the local version (its folder may differ: a file deleted
+                    # there is kept at the root); outside the synced folder it is simply left.
+                    kept = self.paths.to_local(entry.folder, entry.name) or here_path
+                    if kept != here_path and not (self.local / kept).exists():
+                        (self.local / kept).parent.mkdir(parents=True, exist_ok=True)
                         os.rename(self.local / here_path, self.local / kept)
                         moved = stat_key(self.local / kept) or here
                         self.state.put_index(
