@@ -107,7 +107,9 @@ class Scripted(httpx.AsyncBaseTransport):
             if action == "lose":
                 raise httpx.ReadError("answer lost (scripted)", request=request)
             # The body was decoded already: its length and encoding headers no longer apply.
-            headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")]
+            headers = [
+                (k, v) for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")
+            ]
             if isinstance(action, tuple) and action[0] == "cut":
                 return httpx.Response(response.status_code, headers=headers, stream=_CutStream(body[: action[1]]))
             return httpx.Response(response.status_code, headers=headers, content=body, request=request)

@@ -4,21 +4,27 @@ commands of the quick start, every other command, and the exit codes scripts rel
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import trio
 
 from tests.client_support import PASSWORD, tree_of
 from tests.conftest import LiveNode
+from vault_client.auth import stored_credentials
 from vault_client.cli import exit_codes, parse_rate
+from vault_client.state import State
 
 CLIENT = Path(__file__).resolve().parent.parent / "client"
 
 
-async def vault_sync(*args: str, state: Path, stdin: bytes = b"", env: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def vault_sync(
+    *args: str, state: Path, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run the command line in its own process (bounded in time) and answer (code, stdout, stderr)."""
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join([str(CLIENT), environment.get("PYTHONPATH", "")])
@@ -66,7 +72,9 @@ async def test_the_quick_start_syncs_a_folder_in_three_commands(live_node: LiveN
     assert "\x1b[" not in out and out.count("\n") == 1
 
 
-async def test_push_skips_content_the_node_holds_and_json_status_is_for_scripts(live_node: LiveNode, tmp_path: Path) -> None:
+async def test_push_skips_content_the_node_holds_and_json_status_is_for_scripts(
+    live_node: LiveNode, tmp_path: Path
+) -> None:
     state = tmp_path / "s.sqlite3"
     await login(live_node, state)
     doc = tmp_path / "report.pdf"
@@ -81,7 +89,9 @@ async def test_push_skips_content_the_node_holds_and_json_status_is_for_scripts(
     assert code == exit_codes.OK and '"signedIn": true' in out
 
 
-async def test_conflicts_are_listed_with_exit_code_5_and_resolve_clears_them(live_node: LiveNode, tmp_path: Path) -> None:
+async def test_conflicts_are_listed_with_exit_code_5_and_resolve_clears_them(
+    live_node: LiveNode, tmp_path: Path
+) -> None:
     laptop, desktop = tmp_path / "laptop.sqlite3", tmp_path / "desktop.sqlite3"
     here, there = tmp_path / "here", tmp_path / "there"
     await login(live_node, laptop)
@@ -111,18 +121,33 @@ async def test_exit_codes_for_offline_signed_out_and_metered(live_node: LiveNode
     folder.mkdir()
     assert (await vault_sync("sync", str(folder), "--once", state=state))[0] == exit_codes.NOT_SIGNED_IN
     await login(live_node, state)
-    code, _, err = await vault_sync("sync", str(folder), "--once", "--wifi-only", state=state, env={"VAULT_SYNC_NETWORK": "metered"})
+    code, _, err = await vault_sync(
+        "sync", str(folder), "--once", "--wifi-only", state=state, env={"VAULT_SYNC_NETWORK": "metered"}
+    )
     assert code == exit_codes.NETWORK_NOT_ALLOWED and "--wifi-only" in err
-    code, _, _ = await vault_sync("sync", str(folder), "--once", "--wifi-only", state=state, env={"VAULT_SYNC_NETWORK": "unmetered"})
+    code, _, _ = await vault_sync(
+        "sync", str(folder), "--once", "--wifi-only", state=state, env={"VAULT_SYNC_NETWORK": "unmetered"}
+    )
     assert code == exit_codes.OK
-    # A node that is gone: nothing lost, exit 4, the change waits in the queue.
-    (folder / "later.txt").write_text("kept for later")
-    code, out, _ = await vault_sync("logout", state=state)
+    code, _, _ = await vault_sync("logout", state=state)
     assert code == exit_codes.OK
     assert (await vault_sync("status", state=state))[0] == exit_codes.NOT_SIGNED_IN
+    # A node that is gone: exit 4, and a change made meanwhile waits in the queue.
     await login(live_node, state)
     dead = _closed_port_url()
-    code, _, err = await vault_sync("login", dead, "--email", "x@example.com", "--password-stdin", state=tmp_path / "d.sqlite3", stdin=b"pw\n")
+    moved = State(state)
+    credentials = stored_credentials(moved)
+    assert credentials is not None
+    moved.put_struct("credentials", msgspec.structs.replace(credentials, base_url=dead))
+    moved.close()
+    (folder / "later.txt").write_text("kept for later")
+    code, _, err = await vault_sync("sync", str(folder), "--once", state=state)
+    assert code == exit_codes.OFFLINE and "cannot be reached" in err
+    code, out, _ = await vault_sync("status", "--json", state=state)
+    assert code == exit_codes.OFFLINE and '"pendingChanges": 1' in out
+    code, _, err = await vault_sync(
+        "login", dead, "--email", "x@example.com", "--password-stdin", state=tmp_path / "d.sqlite3", stdin=b"pw\n"
+    )
     assert code == exit_codes.OFFLINE, err
     code, _, _ = await vault_sync("bogus", state=state)
     assert code == exit_codes.USAGE
@@ -136,31 +161,33 @@ async def test_sync_watches_the_folder_and_stops_cleanly_on_sigint(live_node: Li
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join([str(CLIENT), environment.get("PYTHONPATH", "")])
     args = [sys.executable, "-m", "vault_client.cli", "sync", str(folder), "--poll-wait", "5", "--state", str(state)]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+    process = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE, env=environment)
     try:
+        seen = b""
         with trio.fail_after(60):
-            await _wait_for_line(process, b"Syncing ")
+            seen = await _wait_for(process, seen, b"Syncing ")
             (folder / "dropped in.txt").write_text("picked up by the watcher")
-            await _wait_for_line(process, b"1 uploaded")
-        process.send_signal(2)  # SIGINT, as Ctrl-C
+            await _wait_for(process, seen, b"1 uploaded")
+        process.send_signal(signal.SIGINT)  # as Ctrl-C
         with trio.fail_after(30):
-            code = await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
+            code = await process.wait()
         assert code == exit_codes.OK
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.returncode is None:
+            process.kill()  # only the process this test started, by its PID
+            await process.wait()
 
 
-async def _wait_for_line(process: subprocess.Popen[bytes], text: bytes) -> None:
+async def _wait_for(process: trio.Process, seen: bytes, text: bytes) -> bytes:
+    """Read the process's output until ``text`` appears in what came after ``seen``."""
     assert process.stdout is not None
-    stream = process.stdout
-    while True:
-        line = await trio.to_thread.run_sync(stream.readline)
-        if not line:
-            raise AssertionError(f"vault-sync ended before printing {text!r}")
-        if text in line:
-            return
+    output = seen
+    while text not in output[len(seen) :]:
+        piece = await process.stdout.receive_some(4096)
+        if not piece:
+            raise AssertionError(f"vault-sync ended before printing {text!r}: {output!r}")
+        output += piece
+    return output
 
 
 def _closed_port_url() -> str:

@@ -71,7 +71,9 @@ async def _run(root: Path, devices: int, edits: list[list[Any]], order: list[int
     app = create_app(config, clock=TrioClock(), periodic=False)
     async with app.test_app():
         transport = in_process(app)
-        clients = [await signed_in("http://node.test", root / f"s{i}.sqlite3", transport=transport) for i in range(devices)]
+        clients = [
+            await signed_in("http://node.test", root / f"s{i}.sqlite3", transport=transport) for i in range(devices)
+        ]
         syncers = [Syncer(c, root / f"dev{i}", on_conflict=lambda info: "keep_both") for i, c in enumerate(clients)]
         (syncers[0].local / "x").mkdir()
         for n, name in enumerate(NAMES):

@@ -182,7 +182,11 @@ async def test_a_node_killed_with_kill_9_mid_sync_restarts_and_the_folders_conve
             assert not report.offline and not report.rejected, report
         assert tree_of(folder_b) == tree_of(folder_a)
         assert (folder_b / "edited while the node was down.txt").read_text() == "must not be lost"
-        names = {f"{f.folder.rstrip('/')}/{f.name}" for folder in ("/", "/2020", "/2021", "/2022") for f in (await a.list_folder(folder)).files}
+        names = {
+            f"{f.folder.rstrip('/')}/{f.name}"
+            for folder in ("/", "/2020", "/2021", "/2022")
+            for f in (await a.list_folder(folder)).files
+        }
         assert names == {"/" + p for p in tree_of(folder_a)}
         assert not list(folder_b.rglob("*.vault-partial"))
         await a.aclose()

@@ -197,7 +197,11 @@ async def test_a_node_restored_from_a_backup_answers_reset_required_and_the_resy
     assert report.full_listing
     report = await round_on(data, state_a, folder_a)
     await round_on(data, state_b, folder_b)
-    assert tree_of(folder_a) == tree_of(folder_b) == {
-        "old.txt": b"edited while the node was being restored",
-        "after.txt": b"made after the backup",
-    }
+    assert (
+        tree_of(folder_a)
+        == tree_of(folder_b)
+        == {
+            "old.txt": b"edited while the node was being restored",
+            "after.txt": b"made after the backup",
+        }
+    )

@@ -69,6 +69,8 @@ def test_the_client_never_imports_the_node() -> None:
 
 def test_the_client_distribution_needs_none_of_the_nodes_dependencies() -> None:
     project = tomllib.loads((CLIENT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    wanted = {d.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
+    wanted = {
+        d.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]
+    }
     assert not wanted & {"lmdb", "quart", "quart-trio", "hypercorn", "argon2-cffi", "prometheus-client"}
     assert project["scripts"]["vault-sync"] == "vault_client.cli:main"

@@ -120,9 +120,9 @@ class Auth:
     async def access_token(self) -> str:
         credentials = self.require()
         lifetime = _lifetime(credentials.access_token)
-        if lifetime is not None and credentials.received_at is not None:
-            if time.time() - credentials.received_at > lifetime - RENEW_AHEAD:
-                return await self.renew(credentials.access_token)
+        received = credentials.received_at
+        if lifetime is not None and received is not None and time.time() - received > lifetime - RENEW_AHEAD:
+            return await self.renew(credentials.access_token)
         return credentials.access_token
 
     async def renew(self, rejected: str) -> str:

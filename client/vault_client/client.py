@@ -26,7 +26,7 @@ from vault_client.ratelimit import RateLimit
 from vault_client.retry import RetryPolicy
 from vault_client.session import Session
 from vault_client.state import State
-from vault_client.uploads import DEFAULT_CHUNK, UploadItem, Uploader
+from vault_client.uploads import DEFAULT_CHUNK, Uploader, UploadItem
 
 LONG_POLL_SLACK = 30.0  # seconds a long poll's read may take beyond what it asked the node to wait
 
@@ -145,7 +145,7 @@ class Client:
         answer: wire.SyncStatus = await self.session.call(
             wire.GET_SYNC_STATUS,
             query=wire.GetSyncStatusQuery(sync_token=sync_token, wait=wait or None, limit=limit),
-            timeout=self.session.http.timeout.read + wait + LONG_POLL_SLACK if wait else None,
+            read_timeout=(self.session.http.timeout.read or 60.0) + wait + LONG_POLL_SLACK if wait else None,
         )
         return answer
 

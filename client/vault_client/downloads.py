@@ -33,8 +33,11 @@ def partial_path(target: Path, file_id: str) -> Path:
 
 
 def _hash_prefix(path: Path) -> tuple[int, blake3.blake3]:
+    """The bytes a partial file already holds, hashed (none when there is no partial file)."""
     hasher = blake3.blake3()
     size = 0
+    if not path.exists():
+        return size, hasher
     with open(path, "rb") as handle:
         while block := handle.read(4 * 1024 * 1024):
             hasher.update(block)
@@ -98,9 +101,7 @@ class Downloader:
         limit = self.session.rate_limit
 
         async def attempt(auth: dict[str, str]) -> blake3.blake3:
-            have, hasher = (0, blake3.blake3())
-            if temp.exists():
-                have, hasher = await trio.to_thread.run_sync(_hash_prefix, temp, limiter=HASHING)
+            have, hasher = await trio.to_thread.run_sync(_hash_prefix, temp, limiter=HASHING)
             self.progress.advance(key, have)
             counted = have
             try:
@@ -115,7 +116,7 @@ class Downloader:
                     mode = "ab" if have else "wb"
                     # Small appends to the page cache: cheap enough for the event loop; the
                     # fsync that makes it durable runs in a thread before the rename.
-                    with open(temp, mode) as out:
+                    with open(temp, mode) as out:  # noqa: ASYNC230 (appends to the page cache, see above)
                         async for piece in response.aiter_bytes():
                             if limit is not None:
                                 await limit.take(len(piece))
@@ -134,6 +135,6 @@ class Downloader:
         except NodeError as exc:
             if exc.status != 416:
                 raise
-            temp.unlink(missing_ok=True)  # the partial file is longer than the content: start over
+            os.unlink(temp)  # the partial file is longer than the content: start over
             hasher = await self.session.authorized(True, attempt)
         return hasher

@@ -174,36 +174,36 @@ def plan_round(
     everything = set(local.files) | set(index) | set(by_path)
     for path in sorted(everything - done - held):
         here = local.files.get(path)
-        base = index.get(path)
+        agreed = index.get(path)
         there = by_path.get(path)
-        mine = remote.get(base.file_id) if base is not None and base.file_id else None
+        mine = remote.get(agreed.file_id) if agreed is not None and agreed.file_id else None
         if here is not None and there is not None and here.checksum == there.checksum:
             if (
-                base is None
-                or base.file_id != there.file_id
-                or base.version != there.version
-                or base.checksum != here.checksum
+                agreed is None
+                or agreed.file_id != there.file_id
+                or agreed.version != there.version
+                or agreed.checksum != here.checksum
             ):
                 plan.adopt.append((path, there, here))
             continue
-        if base is not None and mine is not None and mine.path == path:
-            _same_file(plan, path, here, base, mine)
-        elif base is not None:
+        if agreed is not None and mine is not None and mine.path == path:
+            _same_file(plan, path, here, agreed, mine)
+        elif agreed is not None:
             # The indexed file left this path on the node (deleted, or moved where we could not follow).
             if here is None:
                 plan.forget.append(path)
                 if there is not None:
                     plan.downloads.append(Download(path, there, None))
-            elif here.checksum == base.checksum:
+            elif here.checksum == agreed.checksum:
                 if there is not None:
                     plan.downloads.append(Download(path, there, here))
                 elif trust_deletes or mine is not None:
                     plan.deletes.append(LocalDelete(path, here))
                 else:
                     plan.sends.append(_upload(path, here, paths))
-            elif base.file_id:
+            elif agreed.file_id:
                 # Edited here, gone or moved there: the node judges (deleted_remotely / version_mismatch).
-                plan.sends.append(_update(path, here, base, force_base=True))
+                plan.sends.append(_update(path, here, agreed, force_base=True))
             else:
                 plan.sends.append(_upload(path, here, paths))
         elif there is not None:

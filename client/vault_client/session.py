@@ -69,7 +69,7 @@ class Session:
         path: dict[str, str | int] | None = None,
         query: msgspec.Struct | None = None,
         headers: dict[str, str] | None = None,
-        timeout: float | None = None,
+        read_timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> Any:
         """Send ``body`` to ``endpoint`` and answer the decoded ``answer`` struct."""
@@ -86,7 +86,7 @@ class Session:
                 content=content,
                 params=params,
                 headers={**extra, **auth_headers},
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=read_timeout if read_timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
             return self.decode(endpoint, response)
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -135,7 +136,8 @@ class State:
                 raise
             self._db.execute("COMMIT")
 
-    def _rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+    def _rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        """Rows as sqlite3 gives them (its values are untyped: callers convert each column)."""
         with self._lock:
             return list(self._db.execute(sql, args))
 
@@ -196,7 +198,7 @@ class State:
 
     def index(self, root: int) -> dict[str, IndexRow]:
         rows = self._rows("SELECT path, file_id, version, checksum, size, mtime_ns FROM files WHERE root = ?", root)
-        return {str(r[0]): IndexRow(*r) for r in rows}  # type: ignore[arg-type]
+        return {str(r[0]): IndexRow(*r) for r in rows}
 
     def put_index(self, db: sqlite3.Connection, root: int, row: IndexRow) -> None:
         db.execute(
@@ -212,7 +214,7 @@ class State:
 
     def remote(self, root: int) -> dict[str, RemoteRow]:
         rows = self._rows("SELECT file_id, path, checksum, size, version FROM remote WHERE root = ?", root)
-        return {str(r[0]): RemoteRow(*r) for r in rows}  # type: ignore[arg-type]
+        return {str(r[0]): RemoteRow(*r) for r in rows}
 
     def put_remote(self, db: sqlite3.Connection, root: int, row: RemoteRow) -> None:
         db.execute(
@@ -251,7 +253,7 @@ class State:
         rows = self._rows(
             "SELECT id, path, change, created_at, attempts FROM pending WHERE root = ? ORDER BY seq", root
         )
-        return [PendingRow(str(r[0]), str(r[1]), msgspec.json.decode(str(r[2])), float(r[3]), int(r[4])) for r in rows]  # type: ignore[arg-type]
+        return [PendingRow(str(r[0]), str(r[1]), msgspec.json.decode(str(r[2])), float(r[3]), int(r[4])) for r in rows]
 
     def add_pending(self, db: sqlite3.Connection, root: int, op_id: str, path: str, change: dict[str, object]) -> None:
         seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM pending").fetchone()[0]
@@ -268,7 +270,7 @@ class State:
         db.execute("DELETE FROM pending WHERE id = ?", (op_id,))
 
     def pending_count(self) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM pending")[0][0])  # type: ignore[call-overload]
+        return int(self._rows("SELECT COUNT(*) FROM pending")[0][0])
 
     # -- conflicts ------------------------------------------------------------------------------
 
@@ -278,7 +280,7 @@ class State:
         return [
             ConflictRow(
                 str(r[0]),
-                int(r[1]),  # type: ignore[call-overload]
+                int(r[1]),
                 str(r[2]),
                 None if r[3] is None else str(r[3]),
                 str(r[4]),
@@ -329,7 +331,7 @@ class State:
             self._db.execute("DELETE FROM uploads WHERE key = ?", (key,))
 
     def upload_count(self) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM uploads")[0][0])  # type: ignore[call-overload]
+        return int(self._rows("SELECT COUNT(*) FROM uploads")[0][0])
 
     def partial_download(self, target: str, file_id: str, checksum: str) -> str | None:
         rows = self._rows(
@@ -349,12 +351,12 @@ class State:
             self._db.execute("DELETE FROM downloads WHERE target = ?", (target,))
 
 
-def _root(row: tuple[object, ...]) -> Root:
+def _root(row: tuple[Any, ...]) -> Root:
     return Root(
-        id=int(row[0]),  # type: ignore[call-overload]
+        id=int(row[0]),
         local=str(row[1]),
         remote=str(row[2]),
         sync_token=None if row[3] is None else str(row[3]),
-        last_sync=None if row[4] is None else float(row[4]),  # type: ignore[arg-type]
+        last_sync=None if row[4] is None else float(row[4]),
         full_resync=bool(row[5]),
     )

@@ -14,6 +14,7 @@ records are kept with their path (held: neither side touches it) and handed to `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import inspect
@@ -488,10 +489,8 @@ class Syncer:
 
     async def _drop_folders(self, plan: Plan) -> None:
         for folder in plan.drop_dirs:
-            try:
+            with contextlib.suppress(NotFound):  # gone already
                 await self.client.session.call(wire.DELETE_FOLDERS, query=wire.DeleteFoldersQuery(folder=folder))
-            except NotFound:
-                pass
             with self.state.transaction() as db:
                 self.state.put_remote_folder(db, self.root.id, folder, False)
 

@@ -25,10 +25,10 @@ import trio
 from rich.console import Console
 
 from vault_client import __version__
+from vault_client.auth import stored_credentials
 from vault_client.cli import exit_codes
 from vault_client.cli.network import metered_reason
 from vault_client.cli.progress_bars import Bars
-from vault_client.auth import stored_credentials
 from vault_client.client import Client
 from vault_client.errors import (
     AuthError,
@@ -53,7 +53,7 @@ def parse_rate(text: str) -> float:
     match = _RATE.match(text)
     if match is None:
         raise argparse.ArgumentTypeError(f"not a rate: {text!r} (try 500K, 2M, 1MiB)")
-    value = float(match.group(1)) * 1024 ** " kmg".index((match.group(2) or " ").lower())
+    value = float(match.group(1)) * float(1024 ** " kmg".index((match.group(2) or " ").lower()))
     if value <= 0:
         raise argparse.ArgumentTypeError("the rate must be positive")
     return value
@@ -82,9 +82,19 @@ class Output:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state", type=Path, default=None, help="state file (default: $XDG_STATE_HOME/vault-sync/state.sqlite3)")
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary (errors still go to stderr)")
-    common.add_argument("--limit-rate", type=parse_rate, default=None, metavar="RATE", help="at most RATE bytes/s for all transfers (500K, 2M)")
+    common.add_argument(
+        "--state", type=Path, default=None, help="state file (default: $XDG_STATE_HOME/vault-sync/state.sqlite3)"
+    )
+    common.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress and no summary (errors still go to stderr)"
+    )
+    common.add_argument(
+        "--limit-rate",
+        type=parse_rate,
+        default=None,
+        metavar="RATE",
+        help="at most RATE bytes/s for all transfers (500K, 2M)",
+    )
     common.add_argument("--wifi-only", action="store_true", help="refuse to transfer over a metered or cellular link")
     common.add_argument("--parallel", type=int, default=4, metavar="N", help="chunks in flight per file (default 4)")
 
@@ -112,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("dir", type=Path)
     sync.add_argument("--remote", default=None, help="the node's folder (default: as bound, else /)")
     sync.add_argument("--once", action="store_true", help="one round, then exit (for scripts and cron)")
-    sync.add_argument("--poll-wait", type=int, default=60, metavar="S", help="long-poll the node S seconds at a time (max 300)")
+    sync.add_argument(
+        "--poll-wait", type=int, default=60, metavar="S", help="long-poll the node S seconds at a time (max 300)"
+    )
     sync.add_argument("--no-watch", action="store_true", help="do not watch the folder (rounds on node changes only)")
     sync.add_argument(
         "--on-conflict",
@@ -127,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     conflicts = sub.add_parser("conflicts", parents=[common], help="list open conflicts")
     conflicts.add_argument("dir", type=Path, nargs="?")
 
-    resolve = sub.add_parser("resolve", parents=[common], help="resolve a conflict: keep_local, keep_remote or keep_both")
+    resolve = sub.add_parser(
+        "resolve", parents=[common], help="resolve a conflict: keep_local, keep_remote or keep_both"
+    )
     resolve.add_argument("conflict", help="a conflict id, or 'all'")
     resolve.add_argument("resolution", choices=RESOLUTIONS)
     return parser
@@ -190,7 +204,9 @@ def _base_url(state: State) -> str:
     return found.base_url
 
 
-def _client(args: argparse.Namespace, state: State, progress: Progress | None = None, base_url: str | None = None) -> Client:
+def _client(
+    args: argparse.Namespace, state: State, progress: Progress | None = None, base_url: str | None = None
+) -> Client:
     return Client(
         base_url or _base_url(state),
         state=state,
@@ -209,11 +225,8 @@ async def cmd_login(args: argparse.Namespace, state: State, out: Output) -> int:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = os.environ.get("VAULT_SYNC_PASSWORD") or getpass.getpass(f"Password for {args.email}: ")
-    old = None
-    try:
-        old = _base_url(state)
-    except NotLoggedIn:
-        pass
+    known = stored_credentials(state)
+    old = known.base_url if known is not None else None
     if old is not None and old.rstrip("/") != args.url.rstrip("/"):
         state.forget_roots()  # another node: the synced folders' indexes describe the old one
     async with _client(args, state, base_url=args.url) as client:
@@ -365,7 +378,8 @@ async def cmd_status(args: argparse.Namespace, state: State, out: Output) -> int
             print(f"Signed in to {info['node']} ({reach}) as {info['email']}, device {info['device']!r}.")
         for folder in info["folders"]:
             print(f"  {folder['local']} <-> {folder['remote']}: {folder['files']} files")
-        print(f"Pending changes: {info['pendingChanges']}, open uploads: {info['openUploads']}, open conflicts: {info['openConflicts']}.")
+        pending, uploads, conflicts = info["pendingChanges"], info["openUploads"], info["openConflicts"]
+        print(f"Pending changes: {pending}, open uploads: {uploads}, open conflicts: {conflicts}.")
     if credentials is None:
         return exit_codes.NOT_SIGNED_IN
     if not info["reachable"]:
