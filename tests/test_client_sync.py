@@ -205,3 +205,34 @@ async def test_a_node_restored_from_a_backup_answers_reset_required_and_the_resy
             "after.txt": b"made after the backup",
         }
     )
+
+
+async def test_a_full_quota_is_reported_and_the_file_is_tried_again_later(make_config: Any, tmp_path: Path) -> None:
+    app = create_app(make_config(plans={"free": {"quota": "1MiB"}}), clock=TrioClock())
+    async with app.test_app():
+        client = await signed_in(BASE, tmp_path / "a.sqlite3", transport=in_process(app))
+        syncer = Syncer(client, tmp_path / "A")
+        (syncer.local / "small.txt").write_text("fits")
+        (syncer.local / "huge.bin").write_bytes(b"h" * 2_000_000)
+        report = await syncer.sync_once()
+        assert report.storage_full and report.uploaded == 1 and report.sent == 2  # small.txt went
+        assert any("STORAGE_QUOTA_EXCEEDED" in line for line in report.rejected)
+        report = await syncer.sync_once()
+        assert report.storage_full  # not given up: sent again each round until there is room
+        assert [f.name for f in (await client.list_folder("/")).files] == ["small.txt"]
+        await client.aclose()
+
+
+async def test_a_name_the_node_refuses_is_reported_once_and_not_sent_again_unchanged(
+    app: VaultApp, tmp_path: Path
+) -> None:
+    client = await signed_in(BASE, tmp_path / "a.sqlite3", transport=in_process(app))
+    syncer = Syncer(client, tmp_path / "A")
+    (syncer.local / "fine.txt").write_text("ok")
+    (syncer.local / "hidden\u200bspace.txt").write_text("a zero-width space in the name")
+    report = await syncer.sync_once()
+    assert len(report.rejected) == 1 and "VALIDATION_ERROR" in report.rejected[0]
+    report = await syncer.sync_once()
+    assert not report.rejected and report.sent == 0
+    assert (syncer.local / "hidden\u200bspace.txt").exists()  # never touched here
+    await client.aclose()

@@ -73,6 +73,7 @@ class RoundReport:
     rejected: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # left for the next round (edited meanwhile)
     offline: bool = False
+    storage_full: bool = False  # the plan's quota or the node's disk refused content
     full_listing: bool = False
 
     @property
@@ -362,11 +363,28 @@ class Syncer:
             if not fresh:
                 continue
             self.state.note_attempt([r.id for r in fresh])
-            changes = [_wire_change(r.change) for r in fresh]
-            answer = await self.client.sync_files(changes, token if isinstance(token, str) else None)
-            for row, result in zip(fresh, answer.results, strict=True):
-                await self._settle(row, result, report)
+            await self._send_batch(fresh, token if isinstance(token, str) else None, report)
             report.sent += len(fresh)
+
+    async def _send_batch(self, rows: list[PendingRow], token: str | None, report: RoundReport) -> None:
+        try:
+            answer = await self.client.sync_files([_wire_change(r.change) for r in rows], token)
+        except NodeError as exc:
+            if exc.code != "VALIDATION_ERROR":
+                raise
+            # The node refused the request as a whole (a field it does not accept): one change at
+            # a time finds the culprit; the others still go.
+            if len(rows) > 1:
+                for row in rows:
+                    await self._send_batch([row], token, report)
+                return
+            error = wire.ResultError(code=exc.code, message=exc.message)
+            answer = wire.SyncFilesAnswer(
+                results=[wire.ChangeResult(local_id=rows[0].id, status="rejected", error=error)],
+                next_sync_token=token or "",
+            )
+        for row, result in zip(rows, answer.results, strict=True):
+            await self._settle(row, result, report)
 
     async def _resume_upload(self, row: PendingRow, report: RoundReport) -> bool:
         """An upload a killed run had begun for this change: finish it from the node's view."""
@@ -443,6 +461,8 @@ class Syncer:
                     self.state.drop_index(db, root, row.path)  # gone for good: sent as new next time
                 elif action in ("move", "rename"):
                     db.execute("UPDATE roots SET full_resync = 1 WHERE id = ?", (root,))
+                elif code in ("STORAGE_QUOTA_EXCEEDED", "INSUFFICIENT_STORAGE"):
+                    report.storage_full = True  # sent again next round: space may be freed by then
                 elif action == "upload":
                     self.state.put(self._skip_key(row.path, str(change.get("checksum"))), code)
 

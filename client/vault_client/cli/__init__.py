@@ -335,6 +335,8 @@ def _summary(out: Output, report: RoundReport, *, quiet_when_idle: bool = False)
 def _round_code(report: RoundReport, syncer: Syncer) -> int:
     if report.offline:
         return exit_codes.OFFLINE
+    if report.storage_full:
+        return exit_codes.STORAGE_FULL
     if syncer.conflicts():
         return exit_codes.CONFLICTS
     if report.rejected:
