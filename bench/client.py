@@ -129,14 +129,14 @@ def raw_upload(base: str, folder: Path) -> float:
         return time.perf_counter() - started
 
 
-def client_sync(base: str, folder: Path, state: Path) -> tuple[float, int]:
+def client_sync(base: str, folder: Path, state: Path, parallel: int = 4) -> tuple[float, int]:
     """Seconds for the client's first sync of ``folder``, and the bytes it sent."""
     from vault_client.client import Client
     from vault_client.state import State
     from vault_client.syncer import Syncer
 
     async def run() -> tuple[float, int]:
-        async with Client(base, state=State(state), chunk_size=CHUNK) as client:
+        async with Client(base, state=State(state), chunk_size=CHUNK, parallel=parallel) as client:
             await client.sign_in("client@example.com", PASSWORD)
             syncer = Syncer(client, folder)
             started = time.perf_counter()
@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench client", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK.photos} photos and {QUICK.videos} video")
     parser.add_argument("--pairs", type=int, default=None, help="raw/client pairs (default 2, --quick 1)")
+    parser.add_argument("--parallel", type=int, default=4, help="the client's chunks in flight per file (default 4)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     workload = QUICK if args.quick else FULL
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if side == "raw":
                         measured[side] = raw_upload(node.base, library)
                     else:
-                        seconds, sent = client_sync(node.base, library, node_dir / "client.sqlite3")
+                        seconds, sent = client_sync(node.base, library, node_dir / "client.sqlite3", args.parallel)
                         if sent != total:
                             raise RuntimeError(f"the client sent {sent} bytes of {total}")
                         measured[side] = seconds

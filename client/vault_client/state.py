@@ -200,6 +200,12 @@ class State:
         rows = self._rows("SELECT path, file_id, version, checksum, size, mtime_ns FROM files WHERE root = ?", root)
         return {str(r[0]): IndexRow(*r) for r in rows}
 
+    def index_row(self, root: int, path: str) -> IndexRow | None:
+        rows = self._rows(
+            "SELECT path, file_id, version, checksum, size, mtime_ns FROM files WHERE root = ? AND path = ?", root, path
+        )
+        return IndexRow(*rows[0]) if rows else None
+
     def put_index(self, db: sqlite3.Connection, root: int, row: IndexRow) -> None:
         db.execute(
             "INSERT OR REPLACE INTO files (root, path, file_id, version, checksum, size, mtime_ns) "
@@ -215,6 +221,12 @@ class State:
     def remote(self, root: int) -> dict[str, RemoteRow]:
         rows = self._rows("SELECT file_id, path, checksum, size, version FROM remote WHERE root = ?", root)
         return {str(r[0]): RemoteRow(*r) for r in rows}
+
+    def remote_row(self, root: int, file_id: str) -> RemoteRow | None:
+        rows = self._rows(
+            "SELECT file_id, path, checksum, size, version FROM remote WHERE root = ? AND file_id = ?", root, file_id
+        )
+        return RemoteRow(*rows[0]) if rows else None
 
     def put_remote(self, db: sqlite3.Connection, root: int, row: RemoteRow) -> None:
         db.execute(

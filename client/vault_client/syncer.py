@@ -282,8 +282,8 @@ class Syncer:
         moved = stat_key(target) or (move.expect.size, move.expect.mtime_ns)
         same = move.remote.checksum == move.expect.checksum
         with self.state.transaction() as db:
+            base = self.state.index_row(self.root.id, move.path)
             self.state.drop_index(db, self.root.id, move.path)
-            base = self.state.index(self.root.id).get(move.path)
             version = move.remote.version if same else (base.version if base else None)
             self.state.put_index(
                 db,
@@ -469,10 +469,9 @@ class Syncer:
     def _applied(self, db: Any, row: PendingRow, file_id: str | None) -> None:
         change, root = row.change, self.root.id
         action = change["action"]
-        index = self.state.index(root)
-        remote = self.state.remote(root)
+        # One row each, not the whole index: a first sync settles thousands of these.
         if action in ("upload", "update") and file_id:
-            known = remote.get(file_id)
+            known = self.state.remote_row(root, file_id)
             version = known.version if known else 0
             size, checksum = int(change["size"]), str(change["checksum"])  # type: ignore[call-overload]
             mtime = int(change.get("_mtimeNs", 0))  # type: ignore[call-overload]
@@ -483,16 +482,16 @@ class Syncer:
             if file_id:
                 self.state.drop_remote(db, root, file_id)
         elif action in ("move", "rename"):
-            base = index.get(row.path)
+            base = self.state.index_row(root, row.path)
             new_path = str(change["_newPath"])
             if base is not None:
                 self.state.drop_index(db, root, row.path)
                 self.state.put_index(
                     db, root, IndexRow(new_path, base.file_id, base.version, base.checksum, base.size, base.mtime_ns)
                 )
-            if file_id and file_id in remote:
-                r = remote[file_id]
-                self.state.put_remote(db, root, RemoteRow(file_id, new_path, r.checksum, r.size, r.version))
+            r = self.state.remote_row(root, file_id) if file_id else None
+            if r is not None:
+                self.state.put_remote(db, root, RemoteRow(r.file_id, new_path, r.checksum, r.size, r.version))
         elif action == "mkdir":
             self.state.put_remote_folder(db, root, str(change["folder"]), True)
 
