@@ -1,6 +1,7 @@
 """What `make serve` and `make test` install into a fresh checkout (read from `make -n`, nothing runs).
 
-A Raspberry Pi pays for every package: serving installs the node alone, testing adds `.[dev]` and the client (`client/`, whose tests run too).
+A Raspberry Pi pays for every package: serving installs the node alone, testing adds `.[dev]` and
+the client (`client/`, whose tests run too).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.client_support import Rule, Scripted, in_process, signed_in, tree_of
 from vault.app import VaultApp, create_app
@@ -236,3 +237,28 @@ async def test_a_name_the_node_refuses_is_reported_once_and_not_sent_again_uncha
     assert not report.rejected and report.sent == 0
     assert (syncer.local / "hidden\u200bspace.txt").exists()  # never touched here
     await client.aclose()
+
+
+async def test_a_running_sync_picks_up_the_other_devices_change_through_the_long_poll(
+    app: VaultApp, tmp_path: Path
+) -> None:
+    async with two_devices(app, tmp_path) as (a, b):
+        await a.sync_once()
+        stop = trio.Event()
+        arrived = trio.Event()
+
+        def on_round(report: Any) -> None:
+            if (a.local / "from b.txt").exists():
+                arrived.set()
+
+        first_round = a.round_done
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: a.run(stop, poll_wait=30, watch=False, on_round=on_round))
+            with trio.fail_after(20):
+                await first_round.wait()  # its first round is done: now it waits on the long poll
+            (b.local / "from b.txt").write_text("sent while A was waiting")
+            await b.sync_once()
+            with trio.fail_after(20):
+                await arrived.wait()
+            stop.set()
+        assert (a.local / "from b.txt").read_text() == "sent while A was waiting"
