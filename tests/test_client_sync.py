@@ -262,3 +262,34 @@ async def test_a_running_sync_picks_up_the_other_devices_change_through_the_long
                 await arrived.wait()
             stop.set()
         assert (a.local / "from b.txt").read_text() == "sent while A was waiting"
+
+
+async def test_renames_and_deletes_made_offline_go_through_the_nodes_queue_with_their_time(
+    app: VaultApp, tmp_path: Path
+) -> None:
+    down = Rule(lambda r: True, "refuse", times=0)
+    transport = Scripted(in_process(app), down)
+    a = await signed_in(BASE, tmp_path / "a.sqlite3", transport=transport)
+    a.session.retry.attempts = 1
+    device_a = Syncer(a, tmp_path / "A")
+    (device_a.local / "old name.txt").write_text("renamed offline")
+    (device_a.local / "doomed.txt").write_text("deleted offline")
+    await device_a.sync_once()
+    down.times = 10_000  # the node goes away
+    (device_a.local / "old name.txt").rename(device_a.local / "new name.txt")
+    (device_a.local / "doomed.txt").unlink()
+    assert (await device_a.sync_once()).offline and a.state.pending_count() == 2
+    down.times = 0  # back
+    report = await device_a.sync_once()
+    assert not report.offline and a.state.pending_count() == 0
+    assert transport.count("POST", "/queue/add") >= 1
+    queue = await a.queue()
+    assert sorted(op.type for op in queue.operations) == ["delete", "rename"]
+    assert all(op.status == "done" for op in queue.operations)
+    assert [f.name for f in (await a.list_folder("/")).files] == ["new name.txt"]
+    b = await signed_in(BASE, tmp_path / "b.sqlite3", transport=in_process(app))
+    device_b = Syncer(b, tmp_path / "B")
+    await settle(device_a, device_b)
+    assert tree_of(device_a.local) == tree_of(device_b.local) == {"new name.txt": b"renamed offline"}
+    await a.aclose()
+    await b.aclose()

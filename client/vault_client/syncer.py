@@ -34,6 +34,7 @@ from vault_client.client import Client
 from vault_client.downloads import LocalChanged, partial_path
 from vault_client.errors import ChecksumMismatch, NetworkNotAllowed, NodeError, NodeUnreachable, NotFound
 from vault_client.local_tree import LocalFile, ignored, scan, stat_key
+from vault_client.offline_queue import as_result, for_queue, queue_op
 from vault_client.reconcile import Download, LocalDelete, LocalMove, PathMap, Plan, Send, plan_round
 from vault_client.state import ConflictRow, IndexRow, PendingRow, RemoteRow, Root
 from vault_client.tasks import open_nursery
@@ -44,7 +45,8 @@ RESOLUTIONS = ("keep_local", "keep_remote", "keep_both")
 LocalChange = (
     wire.UploadChange | wire.UpdateChange | wire.DeleteChange | wire.MoveChange | wire.RenameChange | wire.MkdirChange
 )
-BATCH = 1000  # local changes per sync/files request (the node's limit)
+BATCH = 1000  # local changes per sync/files or queue/add request (the node's limit)
+QUEUE_CHECKS = 8  # how many times a round asks the node's queue before leaving the rest for later
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class Syncer:
         plan = plan_round(tree, index, remote, folders, held, self.paths, trust_deletes=not self._after_reset)
         self._apply_local(plan, report)
         if not self.pull_only:
-            self._queue(plan)
+            self._queue(plan, offline=report.offline)
             if not report.offline:
                 try:
                     await self.send_pending(report)
@@ -331,7 +333,7 @@ class Syncer:
 
     # -- sending local changes ------------------------------------------------------------------
 
-    def _queue(self, plan: Plan) -> None:
+    def _queue(self, plan: Plan, *, offline: bool) -> None:
         """Local changes go to the durable queue first: a run killed (or offline) from here on
         sends them later, with the token they were made on."""
         token = self.root.sync_token
@@ -344,6 +346,8 @@ class Syncer:
             for send in sends:
                 op_id = "op_" + os.urandom(8).hex()
                 change = dict(send.change, localId=op_id, _path=send.path, _token=token)
+                if offline:
+                    change["_offline"] = True  # made while the node was away: for its queue
                 if send.new_path is not None:
                     change["_newPath"] = send.new_path
                 if send.local is not None:
@@ -351,11 +355,24 @@ class Syncer:
                 self.state.add_pending(db, self.root.id, op_id, send.path, change)
 
     async def send_pending(self, report: RoundReport) -> None:
+        """Send the pending queue in order: runs of changes made on one token, each through
+        ``sync/files`` or (made offline) the node's queue. A queued run the node has not finished
+        stops the rest for this round: later changes may depend on it."""
         rows = self.state.pending(self.root.id)
         while rows:
             token = rows[0].change.get("_token")
-            batch = [r for r in rows[:BATCH] if r.change.get("_token") == token]
+            queued = for_queue(rows[0])
+            batch: list[PendingRow] = []
+            for row in rows[:BATCH]:
+                if row.change.get("_token") != token or for_queue(row) != queued:
+                    break
+                batch.append(row)
             rows = rows[len(batch) :]
+            text = token if isinstance(token, str) else None
+            if queued:
+                if not await self._through_queue(batch, text, report):
+                    return
+                continue
             fresh: list[PendingRow] = []
             for row in batch:
                 if not await self._resume_upload(row, report):
@@ -363,8 +380,31 @@ class Syncer:
             if not fresh:
                 continue
             self.state.note_attempt([r.id for r in fresh])
-            await self._send_batch(fresh, token if isinstance(token, str) else None, report)
+            await self._send_batch(fresh, text, report)
             report.sent += len(fresh)
+
+    async def _through_queue(self, rows: list[PendingRow], token: str | None, report: RoundReport) -> bool:
+        """Hand ``rows`` to the node's queue and wait, briefly, for the node to run them; whether
+        all of them finished (the others stay pending and are asked about next round)."""
+        self.state.note_attempt([r.id for r in rows])
+        waiting = list(rows)
+        for attempt in range(QUEUE_CHECKS):
+            if attempt:
+                await trio.sleep(min(1.0, 0.02 * 2**attempt))  # the node's runner is woken at once
+            answer = await self.client.queue_add([queue_op(r) for r in waiting], token)
+            outcomes = {o.id: o for o in answer.operations}
+            still: list[PendingRow] = []
+            for row in waiting:
+                result = as_result(row, outcomes[row.id]) if row.id in outcomes else None
+                if result is None:
+                    still.append(row)
+                else:
+                    await self._settle(row, result, report)
+                    report.sent += 1
+            waiting = still
+            if not waiting:
+                return True
+        return False
 
     async def _send_batch(self, rows: list[PendingRow], token: str | None, report: RoundReport) -> None:
         try:
