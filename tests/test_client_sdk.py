@@ -21,7 +21,7 @@ from vault_client import wire
 from vault_client.auth import stored_credentials
 from vault_client.blocking import BlockingClient
 from vault_client.client import Client
-from vault_client.errors import AuthError, NotLoggedIn, VerificationFailed
+from vault_client.errors import AuthError, NodeUnreachable, NotLoggedIn, VerificationFailed
 from vault_client.hashing import checksum_of_bytes
 from vault_client.ratelimit import RateLimit
 from vault_client.retry import RetryPolicy, retrying
@@ -226,7 +226,7 @@ async def test_retrying_waits_on_trios_clock(autojump_clock: trio.testing.MockCl
     async def flaky() -> str:
         calls.append(trio.current_time())
         if len(calls) < 4:
-            raise httpx.ConnectError("down")
+            raise httpx.ReadError("answer lost")
         return "up"
 
     start = trio.current_time()
@@ -235,6 +235,16 @@ async def test_retrying_waits_on_trios_clock(autojump_clock: trio.testing.MockCl
     replay = RetryPolicy(rng=random.Random(1), base=1.0, cap=100.0)
     expected = sum(replay.delay(n) for n in range(3))
     assert abs((calls[-1] - start) - expected) < 1e-6
+
+    refused: list[float] = []
+
+    async def not_there() -> str:
+        refused.append(trio.current_time())
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(NodeUnreachable):
+        await retrying(not_there, RetryPolicy(attempts=8, base=1.0))
+    assert len(refused) == 3  # a node that refuses connections is offline: said in a moment
 
 
 async def test_the_rate_limit_spreads_bytes_over_time(autojump_clock: trio.testing.MockClock) -> None:

@@ -27,6 +27,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504, 507})
 @dataclass
 class RetryPolicy:
     attempts: int = 8  # tries in all, the first included
+    # Of those, tries that could not even connect: a node that refuses connections is not there,
+    # and a command line should say "offline" in a moment rather than after half a minute.
+    connect_attempts: int = 3
     base: float = 0.25  # seconds; the n-th wait is uniform in [0, min(cap, base * 2**n)]
     cap: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
@@ -53,11 +56,14 @@ async def retrying(
     """``call()`` until it succeeds, a non-transient error, or the policy's attempts run out
     (then the last error; a transport error becomes ``NodeUnreachable``)."""
     attempt = 0
+    refused = 0
     while True:
         try:
             return await call()
         except (httpx.TransportError, NodeError, NodeUnreachable) as exc:
-            if not is_transient(exc) or attempt + 1 >= policy.attempts:
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                refused += 1
+            if not is_transient(exc) or attempt + 1 >= policy.attempts or refused >= policy.connect_attempts:
                 if isinstance(exc, httpx.TransportError):
                     raise NodeUnreachable(f"no answer from the node: {exc!r}") from exc
                 raise
