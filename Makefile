@@ -1,13 +1,14 @@
 # The two commands a new user needs: `make serve` and `make test`. Both set everything up first.
 # `make serve` (and `make install`) install only what the node needs; `make test` adds the
-# development tools (`.[dev]`: pytest, ruff, mypy, import-linter, hypothesis, tuspy) on top.
+# development tools (`.[dev]`: pytest, ruff, mypy, import-linter, hypothesis, tuspy) on top, and
+# the client SDK and `vault-sync` (`client/`, its own distribution) so its tests run too.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 NODE_STAMP := $(VENV)/.installed-node
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test lint typecheck unit install install-dev bench clean
+.PHONY: serve test lint typecheck unit install install-dev install-client client-wire bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -18,8 +19,8 @@ $(NODE_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	@touch $@
 
-$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+$(DEV_STAMP): pyproject.toml client/pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e client
 	@touch $@
 
 # The node and its `vault` command, at $(BIN)/vault.
@@ -27,12 +28,20 @@ install: $(NODE_STAMP)
 
 install-dev: $(DEV_STAMP)
 
+# The client alone (`vault-sync` at $(BIN)/vault-sync), without the node's dependencies.
+install-client: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e client
+
+# Regenerate the client's wire structs from this node's OpenAPI document (a test fails until you do).
+client-wire: $(DEV_STAMP)
+	$(BIN)/python -c 'import sys, tempfile; from vault.app import create_app; from vault.config import config_from_mapping; sys.stdout.buffer.write(create_app(config_from_mapping({"storage": {"data_dir": tempfile.mkdtemp()}})).openapi_document)' | $(BIN)/python -m vault_client.codegen --file - -o client/vault_client/wire.py
+
 serve: $(NODE_STAMP)
 	$(BIN)/vault serve $(ARGS)
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check vault backends plugins tests bench
-	$(BIN)/ruff format --check vault backends plugins tests bench
+	$(BIN)/ruff check vault backends plugins client tests bench
+	$(BIN)/ruff format --check vault backends plugins client tests bench
 	$(BIN)/lint-imports
 
 typecheck: $(DEV_STAMP)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,20 @@ from vault.clock import TrioClock
 from vault.config import Config, config_from_mapping
 from vault.meta import MetaStore
 from vault.meta_upgrades import metadata_store
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Undo what a test's in-process ``vault serve`` did to logging (``setup_logging`` replaces
+    the root handlers with one on that test's captured stderr and raises httpx's level), so a
+    later test's ``caplog`` sees httpx's records and nothing logs to a closed stream."""
+    names = ("", "httpx", "httpcore", "hpack")
+    saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in names}
+    yield
+    for name, (level, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 @pytest.fixture

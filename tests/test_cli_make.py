@@ -1,6 +1,7 @@
 """What `make serve` and `make test` install into a fresh checkout (read from `make -n`, nothing runs).
 
-A Raspberry Pi pays for every package: serving installs the node alone, testing adds `.[dev]`.
+A Raspberry Pi pays for every package: serving installs the node alone, testing adds `.[dev]` and
+the client (`client/`, whose tests run too).
 """
 
 from __future__ import annotations
@@ -43,6 +44,6 @@ def test_serve_on_a_fresh_checkout_installs_only_the_node(tmp_path: Path) -> Non
 def test_test_on_a_fresh_checkout_installs_the_dev_tools(tmp_path: Path) -> None:
     commands = planned("test", tmp_path / "venv")
     assert installs(commands) == [
-        f"{tmp_path / 'venv'}/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'"
+        f"{tmp_path / 'venv'}/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e client"
     ]
     assert f"{tmp_path / 'venv'}/bin/pytest" in [c.strip() for c in commands]
