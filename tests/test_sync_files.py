@@ -369,3 +369,28 @@ async def test_malformed_changes_are_400(client: Any, change: dict[str, Any]) ->
     response = await client.post(FILES, headers=headers, json={"localChanges": [change]})
     assert response.status_code == 400
     assert (await response.get_json())["error"]["code"] == "VALIDATION_ERROR"
+
+
+async def test_keep_local_on_an_edit_of_a_file_deleted_elsewhere_brings_it_back_with_the_edit(
+    client: Any, two_devices: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    phone, tablet = two_devices
+    entry = await upload_file(client, phone, os.urandom(400), name="notes.txt", folder="/docs")
+    token = await _token(client, phone)
+    await _sync(client, tablet, await _token(client, tablet), {"action": "delete", "fileId": entry["id"]})
+    edited = os.urandom(600)
+    edit = {
+        "action": "update",
+        "localId": "e",
+        "fileId": entry["id"],
+        "size": len(edited),
+        "checksum": b3(edited),
+    }
+    (result,) = (await _sync(client, phone, token, edit))["results"]
+    assert result["status"] == "conflict"
+    (resolved,) = await _resolve(client, phone, {"conflictId": result["conflictId"], "resolution": "keep_local"})
+    assert resolved["status"] in ("uploadRequired", "resolved"), resolved
+    # The file is back from the trash, at its place, waiting for (or holding) the local content.
+    back = await client.get(f"/api/mobile/files/{entry['id']}", headers=phone)
+    assert back.status_code == 200
+    assert (await back.get_json())["data"]["file"]["folder"] == "/docs"

@@ -26,7 +26,7 @@ from vault.chunks.ids import ChunkId
 from vault.chunks.refs import incref
 from vault.clock import parse_rfc3339
 from vault.files import journal, queries
-from vault.files.changes import ChangeTxn, DeleteFile, MakeFolder, MoveFile, PutContent
+from vault.files.changes import ChangeTxn, DeleteFile, MakeFolder, MoveFile, PutContent, RestoreFile
 from vault.files.journal import JournalEntry
 from vault.files.paths import normalize_folder, normalize_name
 from vault.files.records import FILES, FileRecord, file_entry
@@ -121,6 +121,11 @@ def apply_change(
     if isinstance(change, UploadChange):
         return _upload(ctx, change, user_id, device_id, device_name, remote, quota, force, unique)
     record = _target(ctx.txn, user_id, change.file_id)
+    if force and record is not None and record.deleted_at is not None and not isinstance(change, DeleteChange):
+        # keep_local on a file deleted elsewhere: the local edit wins, so the file comes back from
+        # the trash (under a "(restored n)" name if its own was taken) and the edit applies to it.
+        ctx.apply(RestoreFile(file_id=record.id), user_id=user_id, device_id=device_id)
+        record = _target(ctx.txn, user_id, change.file_id)
     if record is None or (record.deleted_at is not None and not isinstance(change, DeleteChange)):
         if record is not None and not force:
             return _conflict(ctx, change, user_id, device_id, device_name, record, "deleted_remotely", remote)
