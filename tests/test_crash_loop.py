@@ -22,7 +22,9 @@ import pytest
 import trio
 
 from tests.auth_support import register_body
-from tests.test_crash_resume import _free_port, _wait_healthy
+from tests.process_node import free_port as _free_port
+from tests.process_node import serve as _serve
+from tests.process_node import wait_healthy as _wait_healthy
 
 KILLS = 15
 WORKERS = 4
@@ -44,13 +46,6 @@ class Ledger:
     resumed: int = 0
     losses: list[str] = field(default_factory=list)
     verified: set[tuple[str, str]] = field(default_factory=set)  # (file id, checksum) read back whole
-
-
-def _serve(config: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "vault.cli", "serve", "--config", str(config), "--data-dir", str(data_dir)]
-    return subprocess.Popen(
-        [*command, "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
 
 
 async def _upload(http: httpx.AsyncClient, headers: dict[str, str], ledger: Ledger, rng: random.Random, n: str) -> str:

@@ -4,68 +4,34 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import trio
 
 from tests.api_helpers import b3
 from tests.auth_support import register_body
+from tests.process_node import free_port as _free_port
+from tests.process_node import serve
+from tests.process_node import wait_healthy as _wait_healthy
 
 KiB = 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
 def _node(data_dir: Path, port: int, backend: str) -> Iterator[subprocess.Popen[bytes]]:
     config = data_dir.parent / f"vault-{backend}.toml"
     config.write_text(f'[storage]\nbackend = "{backend}"\n')
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vault.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve(config, data_dir, port)
     try:
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=30)
-
-
-async def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base) as http:
-        with trio.fail_after(30):
-            while True:
-                assert proc.poll() is None, "node exited during startup"
-                try:
-                    if (await http.get("/api/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)
 
 
 @pytest.mark.parametrize("backend", ["lmdb", "fs"])

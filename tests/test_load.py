@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,7 +18,9 @@ import httpx
 import trio
 
 from tests.auth_support import register_body
-from tests.test_crash_resume import _free_port, _wait_healthy
+from tests.process_node import free_port as _free_port
+from tests.process_node import serve as _serve
+from tests.process_node import wait_healthy as _wait_healthy
 
 PHONES = 50
 DURATION = 40.0  # seconds of load (real time: this test measures a real node under real load)
@@ -153,13 +153,6 @@ def _rss_anon_mb(pid: int) -> float:
         if line.startswith("RssAnon:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def _serve(config: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "vault.cli", "serve", "--config", str(config), "--data-dir", str(data_dir)]
-    return subprocess.Popen(
-        [*command, "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
 
 
 async def test_fifty_phones_for_forty_seconds_lose_nothing_and_see_no_5xx(tmp_path: Path) -> None:

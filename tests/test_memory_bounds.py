@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,7 +14,9 @@ import trio
 
 from tests.api_helpers import b3
 from tests.auth_support import register_body
-from tests.test_crash_resume import _free_port, _wait_healthy
+from tests.process_node import free_port as _free_port
+from tests.process_node import serve as _serve
+from tests.process_node import wait_healthy as _wait_healthy
 
 MiB = 1024 * 1024
 DOWNLOADERS = 50
@@ -45,13 +45,6 @@ def _slow_downloads(port: int, token: str, file_id: str, count: int) -> list[soc
         first = sock.recv(4096)  # the response has started: the node is streaming this file
         assert first.startswith(b"HTTP/1.1 200"), first[:100]
     return opened
-
-
-def _serve(config: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "vault.cli", "serve", "--config", str(config), "--data-dir", str(data_dir)]
-    return subprocess.Popen(
-        [*command, "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
 
 
 @pytest.mark.parametrize("backend", ["lmdb", "fs"])

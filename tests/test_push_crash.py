@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,9 @@ import httpx
 import trio
 
 from tests.auth_support import register_body
-from tests.test_crash_resume import _free_port, _wait_healthy
+from tests.process_node import free_port as _free_port
+from tests.process_node import serve as _serve
+from tests.process_node import wait_healthy as _wait_healthy
 from tests.test_push_webhook import running
 
 
@@ -53,25 +53,6 @@ class FlakyHook:
         with trio.fail_after(60):
             while not check():
                 await self.changed.wait()
-
-
-def _serve(config: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vault.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def test_a_delivery_owed_at_kill_9_is_made_after_the_restart(tmp_path: Path) -> None:
