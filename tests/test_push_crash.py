@@ -14,7 +14,7 @@ from tests.auth_support import register_body
 from tests.process_node import free_port as _free_port
 from tests.process_node import serve as _serve
 from tests.process_node import wait_healthy as _wait_healthy
-from tests.test_push_webhook import running
+from tests.push_fakes import serving
 
 
 class FlakyHook:
@@ -26,28 +26,14 @@ class FlakyHook:
         self.delivered: list[dict[str, Any]] = []
         self.changed = trio.Event()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+    async def __call__(self, scope: dict[str, Any], body: bytes) -> tuple[int, dict[str, str], bytes]:
         if self.healthy:
             self.delivered.append(json.loads(body))
-            status = 204
         else:
             self.refused += 1
-            status = 503
         self.changed.set()
         self.changed = trio.Event()
-        await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", b"1")]})
-        await send({"type": "http.response.body", "body": b""})
+        return (204 if self.healthy else 503), {"retry-after": "1"}, b""
 
     async def until(self, check: Any) -> None:
         with trio.fail_after(60):
@@ -57,7 +43,7 @@ class FlakyHook:
 
 async def test_a_delivery_owed_at_kill_9_is_made_after_the_restart(tmp_path: Path) -> None:
     hook = FlakyHook()
-    async with running(hook) as hook_base:
+    async with serving(hook) as hook_base:
         config = tmp_path / "vault.toml"
         config.write_text(
             '[push]\nproviders = ["webhook"]\nretry_backoff = "1s"\nretry_backoff_max = "1s"\n'
