@@ -196,7 +196,8 @@ class S3Store(ChunkBackend):
         self.writers: set[_S3Writer] = set()
         self.client: Any = None
         self.lease: Lease | None = None
-        self._owner = OwnerLock(self.path / ".owner.lock")
+        # Its own name: DATA_DIR/chunks may also hold an fs or lmdb store (during migrate-chunks).
+        self._owner = OwnerLock(self.path / ".s3-owner.lock")
         self._sole = False
         self._chunks = 0
         self._bytes = 0
@@ -446,13 +447,22 @@ class S3Store(ChunkBackend):
     async def _sizes(self, chunk_ids: list[ChunkId]) -> dict[ChunkId, int | None]:
         """Each id's size or ``None``, looked up concurrently (the worker limiter bounds it)."""
         sizes: dict[ChunkId, int | None] = {}
+        failures: list[Exception] = []
 
-        async def one(chunk_id: ChunkId) -> None:
-            sizes[chunk_id] = await self.stat(chunk_id)
+        async def one(chunk_id: ChunkId, cancel: trio.CancelScope) -> None:
+            try:
+                sizes[chunk_id] = await self.stat(chunk_id)
+            except Exception as exc:
+                # The first failure, bare (not in an exception group): RetryingBackend and the
+                # API's error mapping look at its type.
+                failures.append(exc)
+                cancel.cancel()
 
         async with trio.open_nursery() as nursery:
             for chunk_id in chunk_ids:
-                nursery.start_soon(one, chunk_id)
+                nursery.start_soon(one, chunk_id, nursery.cancel_scope)
+        if failures:
+            raise failures[0]
         return sizes
 
     async def has_many(self, chunk_ids: Iterable[ChunkId]) -> set[ChunkId]:

@@ -83,6 +83,7 @@ class Lease:
         self._call = call
         self.me = Holder(owner, secrets.token_hex(8), socket.gethostname(), os.getpid(), data_dir)
         self.etag: str | None = None
+        self._quoted = True  # whether the store takes If-Match with the quoted ETag
         self.lost = False
         self._scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
@@ -122,6 +123,26 @@ class Lease:
             raise
         return str(answer["ETag"])
 
+    def _replace_sync(self, etag: str) -> str | None:
+        """Write our lease if the one there still has ``etag``; the new ETag, or ``None``.
+
+        ``If-Match`` takes the quoted ETag (RFC 9110, AWS); Ceph RGW 16 compares it unquoted
+        and refuses the quoted one. When the lease turns out unchanged after a refusal, the other
+        form is tried and kept for later renewals.
+        """
+        forms = [etag, etag.strip('"')]
+        if not self._quoted:
+            forms.reverse()
+        for form in forms:
+            written = self._write_sync({"IfMatch": form})
+            if written is not None:
+                self._quoted = form.startswith('"')
+                return written
+            current = self._read_sync()
+            if current is None or current[1] != etag:
+                return None  # really replaced or removed by someone else
+        return None
+
     def _delete_sync(self) -> None:
         found = self._read_sync()
         if found is not None and found[0] == self.me:
@@ -150,7 +171,7 @@ class Lease:
                         self.location,
                         age,
                     )
-                etag = await self._call("write the lease", self._write_sync, {"IfMatch": current})
+                etag = await self._call("write the lease", self._replace_sync, current)
             if etag is None:
                 continue  # another node wrote it in between: look again
             # A store that ignores conditional writes: make sure what is there now is ours.
@@ -164,7 +185,7 @@ class Lease:
     async def renew(self) -> None:
         if self.etag is None or self.lost:
             return
-        etag = await self._call("renew the lease", self._write_sync, {"IfMatch": self.etag})
+        etag = await self._call("renew the lease", self._replace_sync, self.etag)
         if etag is None:
             self.lost = True
             raise LeaseLost(f"the lease on {self.location} was taken by another node; this node no longer deletes")
