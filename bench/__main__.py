@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "uploads": "bench.uploads",
     "sync": "bench.sync",
     "push": "bench.push",
+    "s3": "bench.s3",
 }
 
 

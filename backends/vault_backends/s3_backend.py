@@ -12,10 +12,12 @@ Semantics:
 
 - A put buffers the chunk (its id is known only at ``commit``): in memory up to
   ``memory_per_put``, past that in a spool file under ``DATA_DIR/chunks/spool`` (removed at the
-  next open if the process dies). ``commit`` looks for the object first, so a chunk is uploaded
-  once and counted once; uploading the same bytes under the same id again is harmless anyway.
-- Existence and size use ``ListObjectsV2`` (a prefix equal to the key, one result); iteration
-  pages with continuation tokens; deletes go out as ``DeleteObjects`` of up to 1,000 keys.
+  next open if the process dies). ``commit`` uploads with ``If-None-Match: *``, so a chunk is
+  stored and counted once; the same bytes under the same id again would be harmless anyway.
+- Iteration and counting page through ``ListObjectsV2`` with continuation tokens; existence and
+  size use HEAD for a few ids and a ``ListObjectsV2`` walk over the ids' range for a batch large
+  next to the store (``_sizes`` has the measured costs); deletes go out as ``DeleteObjects`` of
+  up to 1,000 keys.
 - A missing object is ``KeyError``; 5xx, throttling (503 SlowDown, 429), resets and timeouts are
   ``StorageUnavailable`` and retried with backoff and jitter by ``RetryingBackend`` (which this
   class is); 403 and a missing bucket are ``StorageRefused`` and fail at once with what to fix.
@@ -55,16 +57,19 @@ from vault.plugin_api import (
     options_as,
 )
 from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads
-from vault_backends.s3_errors import Where, code_of, translate
+from vault_backends.s3_errors import Where, code_of, is_not_found, translate
 from vault_backends.s3_lease import Lease
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MiB = 1024 * 1024
-READ_PIECE = 4 * MiB
+# Large pieces: one thread hop per chunk of the usual 8 MiB (the store holds chunks up to 8 MiB
+# whole for verification anyway).
+READ_PIECE = 8 * MiB
 LIST_PAGE = 1000
 DELETE_BATCH = 1000  # the most DeleteObjects takes
+LIST_COST_IN_HEADS = 20  # one ListObjectsV2 page against one HEAD, measured on Ceph RGW (see _sizes)
 _HEX = frozenset(string.hexdigits.lower())
 _SPOOL = "spool"
 _SPOOL_SUFFIX = ".part"
@@ -367,22 +372,33 @@ class S3Store(ChunkBackend):
         lock = self._committing.setdefault(chunk_id, trio.Lock())
         try:
             async with lock:
-                if await self.stat(chunk_id) is not None:
-                    return  # stored meanwhile by another put: the same bytes under the same id
-                await self.call("upload a chunk", self._upload_sync, self.key(chunk_id), writer)
-                self._chunks += 1
-                self._bytes += writer.size
+                created = await self.call("upload a chunk", self._upload_sync, self.key(chunk_id), writer)
+                if created:
+                    self._chunks += 1
+                    self._bytes += writer.size
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._committing.pop(chunk_id, None)
 
-    def _upload_sync(self, key: str, writer: _S3Writer) -> None:
+    def _upload_sync(self, key: str, writer: _S3Writer) -> bool:
+        """Upload unless the object exists; whether this call created it.
+
+        ``If-None-Match: *`` makes "is it there? else write" one step on the server (an existing
+        object answers 412), so a chunk is counted once without a HEAD before every upload (on
+        RGW a HEAD costs 2 ms, 3% of an 8 MiB upload). A store that ignores the header rewrites
+        the same bytes under the same id, which is harmless.
+        """
         body = writer.body()
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=writer.size)
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=writer.size, IfNoneMatch="*")
+        except ClientError as exc:
+            if code_of(exc)[0] in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+                return False
+            raise
         finally:
             if not isinstance(body, bytes):
                 body.close()
+        return True
 
     async def delete_many(self, chunk_ids: Iterable[ChunkId]) -> int:
         unique = list(dict.fromkeys(chunk_ids))
@@ -438,14 +454,24 @@ class S3Store(ChunkBackend):
         return await self.call("look up a chunk", self._size_sync, self.key(chunk_id))
 
     def _size_sync(self, key: str) -> int | None:
-        answer = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
-        for entry in answer.get("Contents", []):
-            if entry["Key"] == key:
-                return int(entry["Size"])
-        return None
+        try:
+            answer = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        return int(answer["ContentLength"])
 
     async def _sizes(self, chunk_ids: list[ChunkId]) -> dict[ChunkId, int | None]:
-        """Each id's size or ``None``, looked up concurrently (the worker limiter bounds it)."""
+        """Each id's size or ``None``: one HEAD each, concurrently (the worker limiter bounds
+        them), or for a batch large next to the store, one ListObjectsV2 walk over its id range.
+
+        A listing page costs about twenty HEADs on Ceph RGW here (48 ms against 2.3 ms: RGW sends
+        listings chunked, and each waits out a delayed ACK), so single lookups use HEAD and only
+        batches that many HEADs would cost more than listing the range are listed.
+        """
+        if len(chunk_ids) >= 2 * LIST_COST_IN_HEADS and self._chunks // LIST_PAGE * LIST_COST_IN_HEADS < len(chunk_ids):
+            return await self.call("list the bucket", self._sizes_by_listing_sync, chunk_ids)
         sizes: dict[ChunkId, int | None] = {}
         failures: list[Exception] = []
 
@@ -463,6 +489,21 @@ class S3Store(ChunkBackend):
                 nursery.start_soon(one, chunk_id, nursery.cancel_scope)
         if failures:
             raise failures[0]
+        return sizes
+
+    def _sizes_by_listing_sync(self, chunk_ids: list[ChunkId]) -> dict[ChunkId, int | None]:
+        wanted = sorted(set(chunk_ids))
+        sizes: dict[ChunkId, int | None] = dict.fromkeys(wanted)
+        last = self.key(wanted[-1])
+        # Start just below the smallest id (StartAfter is exclusive): its key minus the last digit.
+        start = self.key(wanted[0])[:-1]
+        for page in self._pages(start):
+            for entry in page:
+                if entry["Key"] > last:
+                    return sizes
+                chunk_id = self._chunk_of(entry["Key"])
+                if chunk_id is not None and chunk_id in sizes:
+                    sizes[chunk_id] = int(entry["Size"])
         return sizes
 
     async def has_many(self, chunk_ids: Iterable[ChunkId]) -> set[ChunkId]:
