@@ -28,9 +28,12 @@ from vault.chunks.conformance import Harness
 
 # An installed checkout whose metadata predates the s3 backend (a shared venv installed from an
 # older tree) has no ``s3`` entry point; this test-only dist-info registers it, the same line as
-# pyproject.toml's (a test checks that line). Subprocesses get it through PYTHONPATH.
+# pyproject.toml's (a test checks that line). Child processes (``vault serve`` in other tests
+# too) get it through PYTHONPATH, so they and this process agree on what is installed.
 if "s3" not in plugins.available(plugins.BACKENDS):
-    sys.path.append(str(Path(__file__).resolve().parent / "s3_entry_point"))
+    _SHIM = str(Path(__file__).resolve().parent / "s3_entry_point")
+    sys.path.append(_SHIM)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), _SHIM) if p)
 
 ENDPOINT = os.environ.get("S3_ENDPOINT", "")
 BUCKET = os.environ.get("S3_TEST_BUCKET", "vault-tests")

@@ -237,6 +237,33 @@ async def test_a_node_restarted_after_a_crash_takes_its_own_lease_back(tmp_path:
     await restarted.close()
 
 
+async def test_a_node_whose_lease_was_taken_stops_deleting(tmp_path: Path, s3_prefix: str) -> None:
+    """Renewal rewrites the lease; once another node has replaced it, this one deletes nothing."""
+    backend = S3Backend(tmp_path / "chunks", options(s3_prefix))
+    store = ChunkStore(backend)
+    await store.open()
+    try:
+        kept = await store.put_bytes(os.urandom(1000))
+        lease = backend.store.lease
+        assert lease is not None
+        before = lease.etag
+        await lease.renew()
+        assert lease.etag != before and lease.held
+        raw_client().put_object(Bucket=BUCKET, Key=f"{s3_prefix}lease.json", Body=b'{"owner": "someone else"}')
+        with pytest.raises(StorageRefused, match="taken by another node"):
+            await lease.renew()
+        with pytest.raises(StorageRefused, match="lost to another node: not deleting"):
+            await store.delete_many([kept.chunk_id])
+        assert await store.has_many([kept.chunk_id]) == {kept.chunk_id}
+    finally:
+        await store.close()
+    # Closing does not delete a lease that is no longer ours.
+    assert (
+        raw_client().get_object(Bucket=BUCKET, Key=f"{s3_prefix}lease.json")["Body"].read()
+        == b'{"owner": "someone else"}'
+    )
+
+
 async def test_fsck_beside_a_running_node_reads_without_touching_the_lease(tmp_path: Path, s3_prefix: str) -> None:
     config = s3_config(tmp_path / "data", s3_prefix)
     toml = write_toml(tmp_path / "v.toml", tmp_path / "data", "s3", options(s3_prefix))
