@@ -179,6 +179,31 @@ def test_a_misconfigured_bucket_is_refused_with_one_line(
     assert SECRET not in err and "not-the-secret" not in err and "Traceback" not in err
 
 
+@pytest.mark.skipif(not CEPH_DIR, reason="S3_CEPH_DIR is not set: a second gateway user is made with radosgw-admin")
+def test_credentials_without_permission_on_the_bucket_are_refused_with_one_line(tmp_path: Path, s3_prefix: str) -> None:
+    admin = ["radosgw-admin", "-c", f"{CEPH_DIR}/ceph.conf"]
+    if subprocess.run([*admin, "user", "info", "--uid=stranger"], capture_output=True, timeout=60).returncode != 0:
+        subprocess.run(
+            [*admin, "user", "create", "--uid=stranger", "--display-name=stranger",
+             "--access-key=STRANGERACCESSKEY001", "--secret-key=strangersecret000000000000000000000000001"],
+            capture_output=True, timeout=60, check=True,
+        )  # fmt: skip
+    raw_client().head_bucket(Bucket=BUCKET)  # the bucket exists, owned by the CI user
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    table = {
+        **options(s3_prefix),
+        "access_key": "STRANGERACCESSKEY001",
+        "secret_key": "strangersecret000000000000000000000000001",
+    }
+    code, _, err = vault("gc", "--config", str(write_toml(tmp_path / "v.toml", data_dir, "s3", table)))
+    assert code == 2
+    assert err.strip() == (
+        f"vault: S3 credentials have no permission to list the bucket in s3://{BUCKET}/{s3_prefix} (AccessDenied): "
+        "grant them list, read, write and delete on the bucket"
+    )
+
+
 def test_vault_serve_refuses_wrong_credentials_with_one_line(tmp_path: Path, s3_prefix: str) -> None:
     table = {**options(s3_prefix), "secret_key": "not-the-secret"}
     config = write_toml(tmp_path / "v.toml", tmp_path / "data", "s3", table)
