@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "sync": "bench.sync",
     "push": "bench.push",
     "client": "bench.client",
+    "s3": "bench.s3",
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 import msgspec
 from quart import Response, g, request
@@ -31,7 +33,7 @@ from vault.api.request_log import log_request
 from vault.api.routing import ApiRouter
 from vault.api.system import docs as system_docs
 from vault.api.system import system
-from vault.chunks import ChunkBackend
+from vault.chunks import ChunkBackend, StorageRefused, StorageUnavailable
 from vault.clock import Clock
 from vault.config import Config
 from vault.node import Node
@@ -43,6 +45,16 @@ class VaultApp(QuartTrio):
     node: Node
     raw_routes: list[RawRoute]
     openapi_document: bytes
+
+    def log_exception(self, exception_info: Any) -> None:
+        """Quart logs what fails at startup with its traceback; a chunk store that refuses or
+        cannot be reached has said what is wrong in one line (``vault serve`` prints it), so that
+        line is logged alone."""
+        error = exception_info[1] if exception_info else None
+        if isinstance(error, StorageRefused | StorageUnavailable):
+            logging.getLogger("vault.app").error("chunk storage: %s", error)
+            return
+        super().log_exception(exception_info)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] == "http":

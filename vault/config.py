@@ -57,8 +57,12 @@ class ServerConfig(_Section):
 class StorageConfig(_Section):
     data_dir: str = "./vault-data"
     backend: str = "lmdb"
-    # Passed as is to the backend plugin (e.g. endpoint and bucket for object storage).
+    # Passed as is to the backend plugin (e.g. endpoint and bucket for object storage). Written
+    # as ``[storage.options]`` or as a table named after the backend (``[storage.s3]``).
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Which of the two the options came from, so an error names the key the user wrote (set by
+    # the loader).
+    options_table: str = "options"
 
 
 class AuthConfig(_Section):
@@ -211,6 +215,9 @@ def _restructure(raw: Mapping[str, Any]) -> dict[str, Any]:
                 tiers[name] = msgspec.to_builtins(plan, enc_hook=_enc_hook)
         scalar["tiers"] = tiers
         data["plans"] = scalar
+    storage = data.get("storage")
+    if isinstance(storage, Mapping):
+        data["storage"] = _storage_tables(storage)
     push = data.get("push")
     if isinstance(push, Mapping):
         # ``[push.<name>]`` tables belong to their providers; ``[push] options`` is not a key.
@@ -220,6 +227,26 @@ def _restructure(raw: Mapping[str, Any]) -> dict[str, Any]:
         scalar["options"] = {k: dict(v) for k, v in push.items() if isinstance(v, Mapping)}
         data["push"] = scalar
     return data
+
+
+def _storage_tables(storage: Mapping[str, Any]) -> dict[str, Any]:
+    """``[storage.<backend>]`` (``[storage.s3]``) is the backend's options table, like ``[storage.options]``."""
+    backend = storage.get("backend", StorageConfig.backend)
+    named = {k: v for k, v in storage.items() if isinstance(v, Mapping) and k != "options"}
+    result = {k: v for k, v in storage.items() if k not in named}
+    for name, table in named.items():
+        if name != backend:
+            raise ConfigError(
+                f"config key storage.{name}: a [storage.{name}] table, but storage.backend is {backend!r} "
+                f"(the options of the backend in use go in [storage.{backend}] or [storage.options])"
+            )
+        if "options" in storage:
+            raise ConfigError(
+                f"config key storage.{name}: give the options in [storage.{name}] or [storage.options], not both"
+            )
+        result["options"] = dict(table)
+        result["options_table"] = name
+    return result
 
 
 def config_from_mapping(raw: Mapping[str, Any]) -> Config:

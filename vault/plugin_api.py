@@ -15,6 +15,9 @@ Chunk backends (group ``vault.backends``, chosen by ``[storage] backend``)
     and tests. A backend stores bytes under an id durably and atomically and lists them; hashing,
     size limits and verification happen above it, in the node. Blocking work goes to a thread or
     an async client, never on the Trio event loop; raise ``BackendClosed`` when used while closed.
+    A network store raises ``StorageUnavailable`` (an ``OSError``: retried, then answered 503)
+    when it cannot be reached and ``StorageRefused`` (permanent: the node refuses to start with
+    its one-line message) when it refuses the configuration; never put a secret in either.
     An LMDB-based backend can reuse the node's writer thread and map-resize gate (``LmdbWriter``,
     ``Pending``, ``ReadGate``), as the ``lmdb`` backend does.
 
@@ -53,6 +56,8 @@ from vault.chunks.backend import (
     BackendStats,
     ChunkBackend,
     ChunkWriter,
+    StorageRefused,
+    StorageUnavailable,
     options_as,
 )
 from vault.chunks.conformance import (
@@ -128,6 +133,8 @@ __all__ = [
     "RegistrationGone",
     "RetryLater",
     "RetryingBackend",
+    "StorageRefused",
+    "StorageUnavailable",
     "VapidKey",
     "check_name",
     "check_provider",

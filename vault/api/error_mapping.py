@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from vault import errors
 from vault.api.json_codec import encode_json
+from vault.chunks import StorageRefused, StorageUnavailable
 
 log = logging.getLogger("vault.api")
 
@@ -32,8 +33,29 @@ def as_vault_error(
     if _disk_full(exc):
         log.error("storage full in %s: %s", where, exc, extra={"request_id": request_id})
         return errors.InsufficientStorage()
+    storage = _cause(exc, (StorageUnavailable, StorageRefused))
+    if storage is not None:
+        # The chunk store (an object store, say) cannot be reached or refuses us: nothing was
+        # stored or served, and the client retries later. The message is the backend's own one
+        # line (never a secret); the client gets only the generic text.
+        log.error("chunk storage unavailable in %s: %s", where, storage, extra={"request_id": request_id})
+        return errors.ServiceUnavailable(
+            "The node's chunk storage is unavailable; try again shortly", headers={"Retry-After": "5"}
+        )
     log.error("unhandled error in %s", where, exc_info=exc, extra={"request_id": request_id})
     return errors.InternalError()
+
+
+def _cause(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first of ``exc`` and its causes (at most ten deep) that is one of ``kinds``."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, kinds):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _disk_full(exc: BaseException) -> bool:

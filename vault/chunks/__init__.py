@@ -3,7 +3,15 @@
 Plugins import from ``vault.plugin_api``, not from here; this package is the node's own.
 """
 
-from vault.chunks.backend import BackendClosed, BackendOptions, BackendStats, ChunkBackend, ChunkWriter
+from vault.chunks.backend import (
+    BackendClosed,
+    BackendOptions,
+    BackendStats,
+    ChunkBackend,
+    ChunkWriter,
+    StorageRefused,
+    StorageUnavailable,
+)
 from vault.chunks.ids import ChunkId, chunk_id_from_hex
 from vault.chunks.store import (
     MAX_CHUNK_SIZE,
@@ -29,5 +37,7 @@ __all__ = [
     "ChunkStoreError",
     "ChunkTooLarge",
     "ChunkWriter",
+    "StorageRefused",
+    "StorageUnavailable",
     "chunk_id_from_hex",
 ]

@@ -57,6 +57,21 @@ class BackendClosed(RuntimeError):
     """The backend was used before ``open`` or after ``close``."""
 
 
+class StorageUnavailable(OSError):
+    """The storage cannot be reached just now (a network storage down, throttling, a timeout).
+
+    Transient: ``RetryingBackend`` retries it, and a request that still fails is answered
+    ``503 SERVICE_UNAVAILABLE`` with ``Retry-After``; nothing is lost and the node recovers by
+    itself once the storage answers again. The message says what failed, never a secret.
+    """
+
+
+class StorageRefused(Exception):
+    """The storage refuses this configuration (bad credentials, no such bucket, no permission,
+    in use by another node). Permanent: not retried; the node refuses to start with the message,
+    which is one line saying what to fix and never contains a secret."""
+
+
 class BackendStats(msgspec.Struct, frozen=True):
     """How many chunks a backend holds and their total size in bytes."""
 

@@ -1,8 +1,9 @@
 """Building the chunk backend named by ``[storage] backend``, through the ``vault.backends`` group.
 
-``[storage.options]`` is decoded into the backend's ``Options`` struct here, before the backend
-exists, so a wrong key or type is a ``ConfigError`` naming ``storage.options.<key>`` (the same
-one-line refusal as any other config key), never a traceback from inside a backend.
+``[storage.options]`` (or ``[storage.<backend>]``) is decoded into the backend's ``Options``
+struct here, before the backend exists, so a wrong key or type is a ``ConfigError`` naming
+``storage.options.<key>`` (or ``storage.s3.<key>``: the table the user wrote; the same one-line
+refusal as any other config key), never a traceback from inside a backend.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ from vault import plugins
 from vault.chunks.backend import BackendOptions, ChunkBackend
 from vault.config import Config, ConfigError
 
-_OPTIONS_KEY = "storage.options"
 
-
-def _key_of(message: str) -> str:
+def _key_of(message: str, table: str = "options") -> str:
     """The dotted key a msgspec error is about: ``at `$.a.b``` or ``unknown field `x```."""
     at = re.search(r"at `\$\.?([^`]*)`", message)
     where = at.group(1) if at else ""
     field = re.search(r"(?:unknown|missing required) field `([^`]*)`", message)
     if field:
         where = f"{where}.{field.group(1)}" if where else field.group(1)
-    return f"{_OPTIONS_KEY}.{where}" if where else _OPTIONS_KEY
+    key = f"storage.{table}"
+    return f"{key}.{where}" if where else key
 
 
 def backend_class(config: Config) -> type[ChunkBackend]:
@@ -46,7 +46,7 @@ def backend_options(config: Config, cls: type[ChunkBackend] | None = None) -> Ba
     try:
         return msgspec.convert(dict(config.storage.options), cls.Options)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"config key {_key_of(str(exc))}: {exc}") from None
+        raise ConfigError(f"config key {_key_of(str(exc), config.storage.options_table)}: {exc}") from None
 
 
 def make_backend(config: Config) -> ChunkBackend:

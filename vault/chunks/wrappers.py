@@ -151,7 +151,9 @@ class RetryingBackend(BackendWrapper):
     ``read``, which restarts the stream and skips the bytes it already gave out (a chunk's bytes
     never change under its id). Not retried: ``write`` and ``commit`` (after a failure the staged
     bytes are in an unknown state or gone; the caller retries the whole put), ``abort`` and
-    ``close`` (the inner writer or backend is finished either way).
+    ``close`` (the inner writer or backend is finished either way). A backend whose writers keep
+    their staged bytes until a commit succeeds (an object store uploading a buffered chunk) may
+    name ``commit`` in ``also_retry``.
     """
 
     _RETRIED = frozenset({"open", "begin_put", "has_many", "delete_many", "list_ids", "stat", "stats", "check"})
@@ -166,6 +168,7 @@ class RetryingBackend(BackendWrapper):
         jitter: float = 0.5,
         transient: tuple[type[BaseException], ...] = TRANSIENT,
         rng: random.Random | None = None,
+        also_retry: Iterable[str] = (),
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -179,6 +182,10 @@ class RetryingBackend(BackendWrapper):
         self.transient = transient
         self.rng = rng or random.Random()
         self.retries: Counter[str] = Counter()  # retries made, by method (tests, diagnostics)
+        extra = frozenset(also_retry)
+        if not extra <= METHODS:
+            raise ValueError(f"no backend method named {', '.join(sorted(extra - METHODS))}")
+        self.retried = self._RETRIED | extra
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
@@ -195,7 +202,7 @@ class RetryingBackend(BackendWrapper):
         await trio.sleep(delay)
 
     async def around(self, method: str, call: Callable[[], Awaitable[T]]) -> T:
-        if method not in self._RETRIED:
+        if method not in self.retried:
             return await call()
         failures = 0
         while True:

@@ -1,8 +1,10 @@
-"""``vault fsck`` and ``vault gc``: checking and reclaiming chunk storage, without the HTTP server.
+"""``vault fsck``, ``vault gc`` and ``vault migrate-chunks``: chunk storage without the HTTP server.
 
-Both open the metadata and chunk stores of the data directory directly. ``fsck`` only reads, so
-it may run beside a live node; ``gc`` deletes and therefore holds the node lock while it runs: it
-refuses when a node is running, and a node cannot start until it is done.
+All open the metadata and chunk stores of the data directory directly. ``fsck`` only reads, so
+it may run beside a live node; ``gc`` deletes and ``migrate-chunks`` must see every chunk, so
+they hold the node lock while they run: they refuse when a node is running, and a node cannot
+start until they are done. A chunk store that cannot be reached or refuses the configuration
+(``StorageUnavailable``, ``StorageRefused``: an S3 bucket, say) stops the command with its one line.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import TextIO
 import trio
 
 from vault import plugins
-from vault.chunks import ChunkStore
+from vault.chunks import ChunkStore, StorageRefused, StorageUnavailable
 from vault.chunks.loading import make_backend
+from vault.chunks.migrate import migrate_chunks
 from vault.cli.common import CommandError, check_plugins, config_from_args, setup_logging
-from vault.config import Config
+from vault.config import Config, load_config
 from vault.datadir_lock import DataDirLocked, hold_node_lock
 from vault.fsck import check_storage
 from vault.gc import collect_garbage
@@ -55,6 +58,18 @@ def add_commands(
     )
     gc.add_argument("--yes", action="store_true", help="delete the unreferenced chunks (default: only report)")
     gc.set_defaults(run=run_gc)
+    migrate = commands.add_parser(
+        "migrate-chunks",
+        parents=[parent],
+        help="copy every chunk to another chunk backend",
+        description="Copy every chunk from this config's chunk backend to the one CONFIG names (its "
+        "[storage] backend and options), each verified by its BLAKE3 id on the way. Chunks already "
+        "there are skipped, so an interrupted run resumes. Nothing is deleted. The node must be stopped; "
+        "afterwards point [storage] at the new backend.",
+    )
+    migrate.add_argument("--to", required=True, metavar="CONFIG", help="TOML config naming the target backend")
+    migrate.add_argument("--workers", type=int, default=4, help="chunks copied at once (4)")
+    migrate.set_defaults(run=run_migrate)
 
 
 def human_size(size: int, unit_of: int | None = None) -> str:
@@ -130,13 +145,21 @@ class Progress:
         self.out.flush()
 
 
+def _storage_errors_as_command_errors(run: Callable[[], int]) -> int:
+    """Run ``run``; a chunk store that refuses or cannot be reached becomes its one-line message."""
+    try:
+        return run()
+    except (StorageRefused, StorageUnavailable) as exc:
+        raise CommandError(str(exc)) from None
+
+
 def run_fsck(args: argparse.Namespace) -> int:
     config = _config(args)
     _existing_data_dir(config)
     setup_logging("warning", json_lines=False)
     # fsck lists corrupt chunks itself; the store's log line would only break the progress line.
     logging.getLogger("vault.chunks.store").setLevel(logging.CRITICAL)
-    return trio.run(fsck, config, sys.stdout, sys.stderr)
+    return _storage_errors_as_command_errors(lambda: trio.run(fsck, config, sys.stdout, sys.stderr))
 
 
 async def fsck(config: Config, out: TextIO, err: TextIO) -> int:
@@ -161,7 +184,7 @@ def run_gc(args: argparse.Namespace) -> int:
     setup_logging("warning", json_lines=False)
     try:
         with hold_node_lock(data_dir):
-            return trio.run(gc, config, bool(args.yes), sys.stdout)
+            return _storage_errors_as_command_errors(lambda: trio.run(gc, config, bool(args.yes), sys.stdout))
     except DataDirLocked:
         raise CommandError(
             f"a node is running with data directory {data_dir}; stop it before running gc (fsck can run beside it)"
@@ -196,4 +219,55 @@ async def gc(config: Config, delete: bool, out: TextIO) -> int:
         )
     else:
         out.write(f"gc: nothing to reclaim; all {report.scanned} chunk(s) are referenced\n")
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    config = _config(args)
+    data_dir = _existing_data_dir(config)
+    target = load_config(args.to, data_dir=args.data_dir)
+    check_plugins(target, groups=(plugins.BACKENDS,))
+    if (target.storage.backend, target.storage.options) == (config.storage.backend, config.storage.options):
+        raise CommandError(f"{args.to} names the same chunk backend and options as the current config")
+    setup_logging("warning", json_lines=False)
+    logging.getLogger("vault.chunks.store").setLevel(logging.CRITICAL)
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    try:
+        with hold_node_lock(data_dir):
+            return _storage_errors_as_command_errors(
+                lambda: trio.run(migrate, config, target, args.workers, sys.stdout, sys.stderr)
+            )
+    except DataDirLocked:
+        raise CommandError(
+            f"a node is running with data directory {data_dir}; stop it before migrating its chunks"
+        ) from None
+
+
+async def migrate(config: Config, target: Config, workers: int, out: TextIO, err: TextIO) -> int:
+    source = ChunkStore(make_backend(config))
+    destination = ChunkStore(make_backend(target))
+    await source.open()
+    try:
+        await destination.open()
+        try:
+            stats = await source.stats()
+            progress = Progress(stats.chunks, stats.bytes, err)
+            report = await migrate_chunks(source, destination, progress=progress.update, workers=workers)
+            progress.update(report.seen, report.seen_bytes, final=True)
+        finally:
+            await destination.close()
+    finally:
+        await source.close()
+    for chunk_id, reason in report.failed:
+        out.write(f"not copied {chunk_id.hex()}  {reason}\n")
+    where = f"{target.storage.backend} backend"
+    summary = (
+        f"migrate-chunks: {report.copied} chunk(s) ({human_size(report.copied_bytes)}) copied to the {where}, "
+        f"{report.present} already there"
+    )
+    if report.failed:
+        out.write(f"{summary}; {len(report.failed)} could not be copied (run vault fsck)\n")
+        return 1
+    out.write(f"{summary}; every chunk of the {config.storage.backend} backend is in the {where}\n")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 from pathlib import Path
 
@@ -87,6 +88,14 @@ async def _serve_app(app: object, hc: HypercornConfig, stop: trio.Event, *, task
     await hypercorn_serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
 
 
+def startup_reason(exc: LifespanFailureError) -> str:
+    """What failed at startup, without Hypercorn's ``Lifespan failure in startup. '…'`` wrapping."""
+    text = str(exc)
+    match = re.fullmatch(r"Lifespan failure in \w+\. '(.*)'", text, flags=re.DOTALL)
+    reason = match.group(1) if match else text
+    return " ".join(reason.split())  # one line, whatever the message held
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_plugins(config)  # an unknown plugin name is a config error, not a startup traceback
@@ -101,6 +110,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot serve on {config.server.bind}: {exc.strerror or exc}") from None
     except LifespanFailureError as exc:
-        # The node could not open its stores; the log above has the details.
-        raise CommandError(f"the node could not start: {exc}") from None
+        # The node could not open its stores (a chunk store refusing says why in one line).
+        raise CommandError(f"the node could not start: {startup_reason(exc)}") from None
     return 0
