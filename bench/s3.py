@@ -34,7 +34,7 @@ import boto3
 import trio
 from botocore.config import Config as BotoConfig
 
-from bench.chunkstore import _parse_size, _put_and_get, _stream, as_received, fresh_chunks, paired_ratio
+from bench.chunkstore import _parse_size, _put_and_get, fresh_chunks, paired_ratio, time_store
 from bench.common import RESULTS, MiB, format_rate, mb_per_s, median, scratch_dir, size_label, table
 from vault.chunks import ChunkId, ChunkStore
 
@@ -76,24 +76,7 @@ async def through_s3(
     store = ChunkStore(
         S3Backend(directory, {"endpoint": os.environ["S3_ENDPOINT"], "bucket": BUCKET, "prefix": prefix})
     )
-    await store.open()
-    try:
-        bodies = [as_received(chunk) for chunk in chunks]
-        start = time.perf_counter()
-        for body, chunk, chunk_id in zip(bodies, chunks, ids, strict=True):
-            await store.put(_stream(body), expected_id=chunk_id, expected_size=len(chunk))
-        put_seconds = time.perf_counter() - start
-        received = 0
-        start = time.perf_counter()
-        for chunk_id in ids:
-            async for piece in await store.get(chunk_id):
-                received += len(piece)
-        get_seconds = time.perf_counter() - start
-    finally:
-        await store.close()
-    if received != sum(len(c) for c in chunks):
-        raise RuntimeError(f"s3: read back {received} bytes")
-    return put_seconds, get_seconds
+    return await time_store(store, "s3", chunks, ids)
 
 
 def _empty(client: Any, prefix: str) -> None:
