@@ -22,19 +22,21 @@ from vault_client.state import State
 from vault_client.syncer import Syncer
 
 KiB, MiB = 1024, 1024 * 1024
-# Enough patience for a proxy that drops every third connection (waits stay short).
+# Enough patience for a proxy that cuts a connection every 2 MiB of traffic (waits stay short).
 PATIENT = RetryPolicy(attempts=12, base=0.01, cap=0.1)
 
 
 class FlakyProxy:
-    """A TCP proxy in front of the node that cuts every ``every``-th connection once ``after``
-    bytes have crossed it (in either direction): mid-chunk for uploads, mid-body for downloads."""
+    """A TCP proxy in front of the node that cuts the connection carrying the traffic each time
+    another ``period`` bytes have crossed it (in either direction, over all connections): mid-chunk
+    for uploads, mid-body for downloads. Counting bytes rather than connections makes the number of
+    faults independent of how many connections the client happens to keep alive."""
 
-    def __init__(self, target_port: int, *, every: int = 3, after: int = 150 * KiB) -> None:
+    def __init__(self, target_port: int, *, period: int = 2 * MiB) -> None:
         self.target_port = target_port
-        self.every = every
-        self.after = after
-        self.connections = 0
+        self.period = period
+        self.crossed = 0
+        self.next_drop = period
         self.dropped = 0
 
     async def serve(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -43,9 +45,6 @@ class FlakyProxy:
         await trio.serve_listeners(self._handle, listeners)
 
     async def _handle(self, downstream: trio.SocketStream) -> None:
-        number = self.connections
-        self.connections += 1
-        budget = [self.after] if number % self.every == self.every - 1 else None
         try:
             upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
         except OSError:
@@ -56,13 +55,13 @@ class FlakyProxy:
             async def pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
                 try:
                     while data := await source.receive_some(64 * KiB):
-                        if budget is not None:
-                            budget[0] -= len(data)
-                            if budget[0] <= 0:
-                                await sink.send_all(data[: len(data) // 2])
-                                self.dropped += 1
-                                nursery.cancel_scope.cancel()  # both sides closed mid-message
-                                return
+                        self.crossed += len(data)
+                        if self.crossed >= self.next_drop:
+                            self.next_drop = self.crossed + self.period
+                            await sink.send_all(data[: len(data) // 2])
+                            self.dropped += 1
+                            nursery.cancel_scope.cancel()  # both sides closed mid-message
+                            return
                         await sink.send_all(data)
                     await sink.send_eof()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
