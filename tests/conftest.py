@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 from hypercorn.trio import serve as hypercorn_serve
+from vault_backends import lmdb_lockfile
 
 from vault.app import VaultApp, create_app
 from vault.cli.serve import hypercorn_config
@@ -21,6 +24,21 @@ from vault.clock import TrioClock
 from vault.config import Config, config_from_mapping
 from vault.meta import MetaStore
 from vault.meta_upgrades import metadata_store
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_lmdb_lock_dirs() -> Iterator[None]:
+    """Every lmdb chunk store a test opens puts its lock file in /dev/shm (one private directory
+    per store, kept until reboot for a real node); remove those this session made, once unused."""
+    started = time.time()
+    yield
+    for private in Path("/dev/shm").glob("megavault-lmdb-*"):
+        try:
+            made_now = private.stat().st_mtime >= started - 1
+        except OSError:
+            continue
+        if made_now and lmdb_lockfile.unused(private / lmdb_lockfile.LOCK_NAME):
+            shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

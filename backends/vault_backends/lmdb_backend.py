@@ -47,6 +47,7 @@ from vault.plugin_api import (
     ReadGate,
     options_as,
 )
+from vault_backends import lmdb_lockfile
 from vault_backends._common import BackendClosed, OwnerLock, WorkerThreads
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,9 @@ class LmdbOptions(BackendOptions):
     # The initial map size in bytes; the map doubles when a write does not fit.
     map_size: Annotated[int, msgspec.Meta(gt=0)] = INITIAL_MAP_SIZE
     threads: int = 4  # reader threads (at least one is used)
+    # Where LMDB's lock file (its reader table) lives; "" keeps it beside the chunks. In memory, a
+    # frozen or stalled chunk disk cannot block the node's threads (``lmdb_lockfile``).
+    lock_dir: str = "/dev/shm"
 
 
 class LmdbBackend(ChunkBackend):
@@ -283,6 +287,11 @@ class LmdbBackend(ChunkBackend):
         self.path.mkdir(parents=True, exist_ok=True)
         owner = self._owner.try_acquire()
         try:
+            lmdb_lockfile.place_lock_file(self.path, self.options.lock_dir)
+        except BaseException:
+            self._owner.release()
+            raise
+        try:
             env = lmdb.open(
                 str(self.path),
                 map_size=self._map_size,
@@ -294,6 +303,7 @@ class LmdbBackend(ChunkBackend):
                 max_readers=126,
             )
         except BaseException:
+            lmdb_lockfile.closed(self.path)
             self._owner.release()
             raise
         try:
@@ -311,6 +321,7 @@ class LmdbBackend(ChunkBackend):
         except BaseException:
             self._env = self._dbs = None
             env.close()
+            lmdb_lockfile.closed(self.path)
             self._owner.release()
             raise
         self._writer.start(env)
@@ -325,6 +336,7 @@ class LmdbBackend(ChunkBackend):
             # Staged writes still open stay in ``staging``, as after a crash: the next open removes them.
             self._env.close()
             self._env = None
+            lmdb_lockfile.closed(self.path)
         self._owner.release()
 
     @property
