@@ -94,7 +94,10 @@ class OneRequestUploads:
         """Check everything that can be checked before a byte of ``body`` is read (the fields,
         ``size`` against the limit, the quota), store the body, then make the file."""
         name, folder, declared, modified = self.check_file(query, "")
-        assert declared is not None  # required by FileUploadQuery
+        if declared is None:
+            raise errors.ValidationError(
+                "checksum is required: the whole file's, blake3:<hex> or sha256:<hex>", details={"field": "checksum"}
+            )
         mime = normalize_mime(query.mime_type, "mimeType")
         if mime == DEFAULT_MIME:
             mime = mimetypes.guess_type(name)[0] or mime  # as ``sync/files`` guesses it
@@ -231,4 +234,3 @@ def _mismatch(declared: Checksum, actual: str) -> errors.ChecksumMismatch:
 
 def _holds(record: FileRecord, checksum: Checksum) -> bool:
     return (record.blake3 if checksum.algo == "blake3" else record.sha256) == checksum.hex
-
