@@ -485,6 +485,25 @@ class NodeApi:
 
         return run
 
+    def one_request(self, client: httpx.Client, ups: SmallUploads, indices: list[int], ctx: Ctx) -> None:
+        """``POST upload/file`` for each file: its bytes as the body, its description in the query."""
+        for i in indices:
+            ctx.check()
+            data = ups.files[i]
+            params = {
+                "name": f"s{ups.tag}-{i:05d}.jpg",
+                "folder": "/bench",
+                "checksum": f"blake3:{ups.checksums[i]}",
+                "mimeType": "image/jpeg",
+            }
+            headers = {**self.auth, "Content-Type": "application/octet-stream"}
+            response = client.post(self.base + "/upload/file", params=params, content=data, headers=headers)
+            if response.status_code == 404:
+                raise MissingEndpoint("POST /api/mobile/upload/file answers 404: the node has no one-request upload")
+            answer = self._check(response, "upload/file")
+            if answer.get("status") != "created" or not isinstance(answer.get("file"), dict):
+                raise BenchError(f"upload/file: expected a created file, got {response.text[:300]}")
+
     def small(self, client: httpx.Client, ups: SmallUploads, indices: list[int], ctx: Ctx) -> None:
         """init for ``indices`` (one or a batch), then PUT + complete each file."""
         entries = [
@@ -702,6 +721,16 @@ def build_node(params: Params, setup: Setup, sampler: Sampler) -> None:
                         checksums=True,
                     )
                 )
+        setup.variants.append(
+            Variant(
+                "node-api-1req",
+                "node-api",
+                "node API, one request per file (upload/file)",
+                target,
+                small=api.one_request,
+                checksums=True,
+            )
+        )
         if params.batch > 1:
             label = f"node API, init for {params.batch} files at once"
             setup.variants.append(

@@ -92,3 +92,12 @@ def test_missing_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_default_chunk_size_must_be_a_valid_chunk_size(size: str) -> None:
     with pytest.raises(ConfigError, match=r"config key uploads\.default_chunk_size"):
         config_from_mapping({"uploads": {"default_chunk_size": size}})
+
+
+def test_max_single_request_size_is_at_most_64_mib() -> None:
+    assert config_from_mapping({}).uploads.max_single_request_size == 16 * 1024 * 1024
+    assert config_from_mapping({"uploads": {"max_single_request_size": "64MiB"}}).uploads.max_single_request_size == (
+        64 * 1024 * 1024
+    )
+    with pytest.raises(ConfigError, match=r"config key uploads\.max_single_request_size"):
+        config_from_mapping({"uploads": {"max_single_request_size": "65MiB"}})

@@ -123,7 +123,7 @@ def create_app(
     routers = _routers()
     for router in routers:
         app.register_blueprint(router.blueprint)
-    docs = [d for r in routers for d in r.docs] + chunk_routes.docs() + tus_routes.docs() + system_docs()
+    docs = [d for r in routers for d in r.docs] + chunk_routes.docs(config) + tus_routes.docs() + system_docs()
     app.openapi_document = msgspec.json.encode(build_openapi(docs))
     _install_hooks(app)
 

@@ -22,6 +22,8 @@ from vault.units import parse_duration, parse_size
 # The bounds a chunk size may take (API.md: uploadOptions.chunkSize within [64 KiB, 64 MiB]).
 MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 64 * 1024 * 1024
+# The bound on ``uploads.max_single_request_size`` (the largest chunk the store takes, too).
+MAX_SINGLE_REQUEST_SIZE = 64 * 1024 * 1024
 
 
 class ByteSize(int):
@@ -98,6 +100,8 @@ class PlansConfig(_Section):
 class UploadsConfig(_Section):
     session_ttl: Seconds = Seconds(24 * 3600)
     default_chunk_size: ByteSize = ByteSize(8 * 1024 * 1024)
+    # The largest file ``POST /api/mobile/upload/file`` takes in one request (at most 64 MiB).
+    max_single_request_size: ByteSize = ByteSize(16 * 1024 * 1024)
     gc_interval: Seconds = Seconds(3600)
     gc_grace: Seconds = Seconds(3600)
 
@@ -261,6 +265,9 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
     chunk = config.uploads.default_chunk_size
     if not MIN_CHUNK_SIZE <= chunk <= MAX_CHUNK_SIZE:
         raise ConfigError(f"config key uploads.default_chunk_size: must be between 64KiB and 64MiB, not {int(chunk)}")
+    single = config.uploads.max_single_request_size
+    if not 0 <= single <= MAX_SINGLE_REQUEST_SIZE:
+        raise ConfigError(f"config key uploads.max_single_request_size: must be at most 64MiB, not {int(single)}")
     return config
 
 

@@ -5,8 +5,11 @@ The flow is the node's: ``upload/init`` (answers ``exists`` when the account alr
 content: nothing is sent), a ``PUT`` per chunk with ``X-Chunk-Checksum``, then ``complete`` with
 the whole file's checksum. The upload id is written to the state as soon as the node gives it; a
 later run with the same content asks the node which chunks it holds (``GET upload/{id}``) and
-sends only the missing ones. Many small files share one ``init`` (up to 1,000 a request): the node
-has no single-request upload with deduplication, so that is the small-file path.
+sends only the missing ones. Many small files share one ``init`` (up to 1,000 a request): that is
+the small-file path. The node's one-request upload (``POST upload/file``, up to the
+``maxSingleRequestSize`` init advertises) is not used: it learns that the account already holds a
+file only after its bytes were sent, and a file init planned already has a session (and reserved
+quota) that a one-request upload would leave open.
 """
 
 from __future__ import annotations

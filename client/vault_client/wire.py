@@ -174,6 +174,7 @@ class EchoedOptions(Answer, kw_only=True):
     wifi_only: bool
     chunk_size: int
     max_retries: int
+    max_single_request_size: int = 0
 
 
 class ErrorDetail(Answer, kw_only=True):
@@ -216,6 +217,13 @@ class FileResponse(Answer, kw_only=True):
     file: FileEntry
 
 
+class FileUploadResponse(Answer, kw_only=True):
+    """`POST /upload/file`: the file as `complete` answers it. `status`: `created` (a new file, 201), `updated` (a new version of the file at that folder and name, 201) or `exists` (that file already holds exactly this content: nothing changed, 200)."""
+    file: FileEntry
+    status: Literal['created', 'exists', 'updated']
+    local_id: str | None = None
+
+
 class FolderAnswer(Answer, kw_only=True):
     folder: str
 
@@ -253,14 +261,14 @@ class Health(Answer, kw_only=True):
 
 
 class InitFile(Request, kw_only=True):
-    local_id: Annotated[str, Meta(min_length=1, max_length=256)]
     name: Annotated[str, Meta(min_length=1, max_length=1024)]
-    size: Annotated[int, Meta(ge=0, le=17592186044416)]
     mime_type: Annotated[str, Meta(max_length=255)] = 'application/octet-stream'
     folder: Annotated[str, Meta(max_length=4096)] = '/'
     checksum: str | None = None
     priority: Literal['high', 'low', 'normal'] = 'normal'
     last_modified: str | None = None
+    local_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    size: Annotated[int, Meta(ge=0, le=17592186044416)]
 
 
 class InitRequest(Request, kw_only=True):
@@ -710,6 +718,16 @@ class GetNotificationsQuery(Query, kw_only=True):
     cursor: Annotated[str, Meta(max_length=128)] | None = None
 
 
+class PostUploadFileQuery(Query, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    mime_type: Annotated[str, Meta(max_length=255)] | None = None
+    folder: Annotated[str, Meta(max_length=4096)] | None = None
+    priority: Literal['high', 'low', 'normal'] | None = None
+    last_modified: str | None = None
+    checksum: str | None = None
+    local_id: Annotated[str, Meta(max_length=256)] | None = None
+
+
 # Sign in (creating the account when sign-up is open) and register this device.
 POST_AUTH_REGISTER = Endpoint('POST', '/api/mobile/auth/register', RegisterBody, AuthRegisterAnswer, None, envelope=False, auth=False, status=200)
 # Exchange a refresh token for a new pair (the presented one stops working).
@@ -780,6 +798,8 @@ POST_SHARES = Endpoint('POST', '/api/mobile/shares', ShareRequest, ShareAnswer, 
 GET_SHARES = Endpoint('GET', '/api/mobile/shares', None, ShareList, None, envelope=True, auth=True, status=200)
 # Revoke a share (its owner) or leave it (its recipient); it stops working at once.
 DELETE_SHARES_SHARE_ID = Endpoint('DELETE', '/api/mobile/shares/{share_id}', None, ShareRevoked, None, envelope=True, auth=True, status=200)
+# Upload a whole small file in one request: the body is its bytes (Content-Length required), the query describes it as upload/init's files[] do (checksum required)
+POST_UPLOAD_FILE = Endpoint('POST', '/api/mobile/upload/file', None, FileUploadResponse, PostUploadFileQuery, envelope=True, auth=True, status=201)
 # Upload one chunk's raw bytes (application/octet-stream); optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>
 PUT_UPLOAD_UPLOAD_ID_CHUNKS_INDEX = Endpoint('PUT', '/api/mobile/upload/{upload_id}/chunks/{index}', None, ChunkReceipt, None, envelope=True, auth=True, status=200)
 # Upload one chunk's raw bytes to the file's uploadUrl, naming the chunk with Content-Range: bytes START-END/SIZE (its planned range); optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>

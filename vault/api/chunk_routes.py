@@ -1,5 +1,6 @@
-"""Chunk PUTs, raw routes that stream the body: ``PUT /api/mobile/upload/{uploadId}/chunks/{index}``,
-or the file's own ``uploadUrl`` (``…/chunks``) with ``Content-Range`` naming the chunk's bytes."""
+"""Raw routes that stream an upload's body: chunk PUTs (``PUT /api/mobile/upload/{uploadId}/chunks/{index}``,
+or the file's own ``uploadUrl``, ``…/chunks``, with ``Content-Range`` naming the chunk's bytes) and
+the one-request upload of a small file (``POST /api/mobile/upload/file``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from vault import errors
 from vault.api.raw import RawRequest, RawResponse, RawRoute, json_raw
 from vault.api.routing import RouteDoc
 from vault.checksums import parse_checksum
+from vault.config import Config
+from vault.files.records import file_entry
 from vault.numbers import ascii_int
 from vault.principal import Principal
-from vault.uploads.wire import ChunkReceipt
+from vault.uploads.wire import ChunkReceipt, FileUploadQuery, FileUploadResponse
 
 CHUNK_PATH = "/api/mobile/upload/{upload_id}/chunks/{index}"
 FILE_PATH = "/api/mobile/upload/{upload_id}/chunks"
+ONE_REQUEST_PATH = "/api/mobile/upload/file"
 _CONTENT_RANGE = re.compile(r"^bytes ([0-9]{1,20})-([0-9]{1,20})/([0-9]{1,20})$")
 
 
@@ -55,17 +59,50 @@ async def _receive(req: RawRequest, principal: Principal, index: int) -> RawResp
     return json_raw(200, {"success": True, "data": receipt})
 
 
+async def post_file(req: RawRequest) -> RawResponse:
+    """A whole small file in one request: the body its bytes, the query its description."""
+    principal = await req.node.authenticate(req.header("authorization"))
+    query = req.query_as(FileUploadQuery)
+    with req.node.transfers.slot(principal.user_id):
+        record, status = await req.node.uploads.upload_file(
+            principal.user_id, principal.device_id, query, req.body(), size=req.content_length
+        )
+    answer = FileUploadResponse(file=file_entry(record), status=status, local_id=query.local_id)
+    return json_raw(200 if status == "exists" else 201, {"success": True, "data": answer})
+
+
 def routes() -> list[RawRoute]:
     return [
         RawRoute(["PUT"], CHUNK_PATH, put_chunk, "upload_chunk"),
         RawRoute(["PUT"], FILE_PATH, put_ranged_chunk, "upload_chunk_by_range"),
+        RawRoute(["POST"], ONE_REQUEST_PATH, post_file, "upload_file"),
     ]
 
 
-def docs() -> list[RouteDoc]:
+def docs(config: Config) -> list[RouteDoc]:
     """OpenAPI entries for the raw routes (their bodies are bytes, their answers structs)."""
     checksum = "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>"
+    limit = int(config.uploads.max_single_request_size)
     return [
+        RouteDoc(
+            "POST",
+            ONE_REQUEST_PATH,
+            "Upload a whole small file in one request: the body is its bytes (Content-Length required), "
+            "the query describes it as upload/init's files[] do (checksum required)",
+            response=FileUploadResponse,
+            query=FileUploadQuery,
+            status=201,
+            tags=["uploads"],
+            raw_body=f"The file's bytes: at most {limit} ([uploads] max_single_request_size), Content-Length required",
+            also=((200, "The file at that folder and name already holds this content: nothing changed"),),
+            errors=(
+                (400, "VALIDATION_ERROR: a query parameter, or no Content-Length"),
+                (413, "PAYLOAD_TOO_LARGE: Content-Length above the limit (refused before the body is read)"),
+                (422, "CHECKSUM_MISMATCH: the body does not match checksum; nothing was kept"),
+                (503, "SERVICE_UNAVAILABLE with Retry-After: content was being reclaimed; send it again"),
+                (507, "STORAGE_QUOTA_EXCEEDED (checked before the body is read) or INSUFFICIENT_STORAGE"),
+            ),
+        ),
         RouteDoc(
             "PUT",
             CHUNK_PATH,

@@ -45,6 +45,12 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
             "required": True,
             "content": {"application/json": {"schema": refs[doc.body]}},
         }
+    elif doc.raw_body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "description": doc.raw_body,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
     if doc.response is not None:
         inner = refs[doc.response]
         if doc.envelope:
@@ -58,12 +64,12 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         ok = {"description": "Success", "content": {"application/json": {"schema": schema}}}
     else:
         ok = {"description": "Success"}
+    envelope = {"application/json": {"schema": refs[ErrorEnvelope]}}
     op["responses"] = {
         str(doc.status): ok,
-        "default": {
-            "description": "Error envelope",
-            "content": {"application/json": {"schema": refs[ErrorEnvelope]}},
-        },
+        **{str(status): {**ok, "description": text} for status, text in doc.also},
+        **{str(status): {"description": text, "content": envelope} for status, text in doc.errors},
+        "default": {"description": "Error envelope", "content": envelope},
     }
     if doc.auth:
         op["security"] = [{"bearer": []}]

@@ -1,4 +1,4 @@
-"""Bare ASGI routes for streamed request bodies (chunk PUT, tus PATCH).
+"""Bare ASGI routes for streamed request bodies (chunk PUT, tus PATCH, one-request upload).
 
 Quart's request body buffers without backpressure when the handler is slower than the client
 (PERFORMANCE.md: RSS 88 -> 658 MB in a stall test). These routes read Hypercorn's bounded receive
@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
 import trio
 
 from vault import errors
-from vault.api.envelope import choose_request_id
+from vault.api.envelope import choose_request_id, describe_error
 from vault.api.error_mapping import as_vault_error, error_parts
 from vault.api.json_codec import encode_json
 from vault.api.origin import public_origin
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Q = TypeVar("Q")
 
 # A rejected body up to this size is read and dropped so the connection can serve the next
 # request; a larger one is not worth receiving: the answer says ``Connection: close`` instead.
@@ -63,6 +66,26 @@ class RawRequest:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def query_as(self, kind: type[Q]) -> Q:
+        """The query parameters decoded into ``kind`` (numbers from their text, as the Quart
+        routes' ``query_as``); a parameter given twice, text that is not UTF-8 or any field the
+        struct refuses is a ``VALIDATION_ERROR`` naming it."""
+        raw: bytes = self.scope.get("query_string", b"")
+        try:
+            pairs = urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise errors.ValidationError("the query string must be percent-encoded UTF-8") from None
+        params: dict[str, str] = {}
+        for key, value in pairs:
+            if key in params:
+                raise errors.ValidationError(f"query parameter {key} is given twice", details={"field": key})
+            params[key] = value
+        try:
+            return msgspec.convert(params, kind, strict=False)
+        except msgspec.ValidationError as exc:
+            message, details = describe_error(exc)
+            raise errors.ValidationError(message, details=details or None) from None
 
     @property
     def content_length(self) -> int | None:

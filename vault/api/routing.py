@@ -60,6 +60,12 @@ class RouteDoc:
     envelope: bool = True
     query: type | None = None
     tags: list[str] = field(default_factory=list)
+    # A raw route's body of bytes (``application/octet-stream``): what it is, for the document.
+    raw_body: str | None = None
+    # More success statuses answering the same struct (``status`` is the first, the usual one).
+    also: tuple[tuple[int, str], ...] = ()
+    # Error statuses worth naming (each answers the error envelope), with when.
+    errors: tuple[tuple[int, str], ...] = ()
 
 
 Handler = Callable[..., Awaitable[Any]]

@@ -26,6 +26,7 @@ from vault.meta import Txn
 from vault.offload import Offload
 from vault.quota import check_quota, get_usage, put_usage
 from vault.uploads import by_device
+from vault.uploads.intake import BodyPieces
 from vault.uploads.records import (
     UPLOAD_CHUNKS,
     UPLOADS,
@@ -135,7 +136,13 @@ class TusService:
         ``body.interrupted``). Raises ``ChecksumFailed`` and keeps nothing on a checksum mismatch."""
         running = self.uploads.running
         trial = running.trial(upload.id, offset, with_sha256=False)
-        pieces = _Pieces(aiter(body), upload.size - offset, checksum.hasher if checksum else None, self.offload)
+        pieces = BodyPieces(
+            aiter(body),
+            upload.size - offset,
+            self.offload,
+            hashers=[checksum.hasher] if checksum else (),
+            too_long="PATCH body goes past Upload-Length",
+        )
         stored: list[PutResult] = []
         new_offset = offset
 
@@ -212,49 +219,3 @@ def _truncate(txn: Txn, user_id: str, upload_id: str, offset: int) -> None:
             txn.delete(UPLOAD_CHUNKS, chunk_key(upload_id, index))
             decref(txn, [ChunkId(chunk.chunk_id)])
         position += chunk.size
-
-
-class _Pieces:
-    """Cuts a PATCH body into pieces of at most ``piece_size``, hashing it for Upload-Checksum."""
-
-    def __init__(self, body: AsyncIterator[bytes], limit: int, checksum: Hasher | None, offload: Offload) -> None:
-        self._body = body
-        self._carry = b""
-        self._limit = limit
-        self._checksum = checksum
-        self._offload = offload
-        self.total = 0
-        self.finished = False
-
-    async def _next(self) -> bytes:
-        if self._carry:
-            data, self._carry = self._carry, b""
-            return data
-        if self.finished:
-            return b""
-        try:
-            data = await self._body.__anext__()
-        except StopAsyncIteration:
-            self.finished = True
-            return b""
-        self.total += len(data)
-        if self.total > self._limit:
-            raise errors.PayloadTooLarge("PATCH body goes past Upload-Length")
-        if self._checksum is not None:
-            await self._offload.hash([self._checksum], data)
-        return data
-
-    async def piece(self, size: int) -> AsyncIterator[bytes]:
-        remaining = size
-        while remaining > 0:
-            data = await self._next()
-            if not data:
-                return
-            if len(data) > remaining:
-                data, self._carry = data[:remaining], data[remaining:]
-            remaining -= len(data)
-            yield data
-
-    @property
-    def exhausted(self) -> bool:
-        return self.finished and not self._carry

@@ -33,9 +33,11 @@ from vault.uploads.records import (
     UPLOAD_CHUNKS,
     UPLOADS,
     ReceivedChunk,
+    UploadOutcome,
     UploadSession,
     chunk_prefix,
     load_session,
+    outcome_of,
     read_session,
     received_chunks,
     require_open,
@@ -44,8 +46,8 @@ from vault.uploads.running import RunningDigests
 
 log = logging.getLogger(__name__)
 
-# Called with (txn, session, file or None, error or None, now) inside the finishing transaction.
-OutcomeHook = Callable[[Txn, UploadSession, FileRecord | None, str | None, float], None]
+# Called with (txn, upload, file or None, error or None, now) inside the finishing transaction.
+OutcomeHook = Callable[[Txn, UploadOutcome, FileRecord | None, str | None, float], None]
 
 
 class Completion:
@@ -143,7 +145,7 @@ class Completion:
             txn.put(UPLOADS, current.id.encode(), current)
             by_device.remove(txn, current)
             if self.on_outcome is not None:
-                self.on_outcome(txn, current, applied.file, None, now)
+                self.on_outcome(txn, outcome_of(current), applied.file, None, now)
             return applied.file
 
         record: FileRecord = await self.changes.write(write, now=now)
@@ -182,7 +184,7 @@ class Completion:
         now = self.clock.now()
 
         def write(txn: Txn) -> None:
-            hook(txn, upload, None, reason, now)
+            hook(txn, outcome_of(upload), None, reason, now)
 
         await self.meta.write(write)
 

@@ -38,6 +38,19 @@ class UploadSession(msgspec.Struct, kw_only=True):
     via: Literal["chunks", "tus"] = "chunks"
 
 
+class UploadOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What the outcome hook (a notification) is told of an upload that made a file or failed."""
+
+    user_id: str
+    name: str
+    folder: str
+    upload_id: str | None = None  # None: a one-request upload, which has no session
+
+
+def outcome_of(upload: UploadSession) -> UploadOutcome:
+    return UploadOutcome(user_id=upload.user_id, name=upload.name, folder=upload.folder, upload_id=upload.id)
+
+
 class ReceivedChunk(msgspec.Struct, array_like=True, frozen=True):
     chunk_id: bytes
     size: int

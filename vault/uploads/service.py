@@ -1,4 +1,5 @@
-"""Chunked upload sessions: init, chunk receipt, progress, abort and expiry.
+"""Chunked upload sessions: init, chunk receipt, progress, abort and expiry (and, beside them,
+the one-request upload of a small file, ``vault.uploads.single``).
 
 Nothing is visible until verified and durable: a chunk is acknowledged only after the chunk
 store committed it and its receipt is in metadata; a file exists only after ``vault.uploads.
@@ -49,10 +50,12 @@ from vault.uploads.records import (
     require_open,
 )
 from vault.uploads.running import RunningDigests
+from vault.uploads.single import OneRequestUploads, Status
 from vault.uploads.wire import (
     ChunkReceipt,
     EchoedOptions,
-    InitFile,
+    FileFields,
+    FileUploadQuery,
     InitRequest,
     InitResponse,
     PlannedChunk,
@@ -112,6 +115,18 @@ class UploadService:
             offload=offload,
             on_outcome=on_outcome,
         )
+        self.single = OneRequestUploads(
+            meta=meta,
+            intake=intake,
+            changes=changes,
+            clock=clock,
+            config=config,
+            quota_of=quota_of,
+            check_file=self.check_file,
+            offload=offload,
+            metrics=metrics,
+            on_outcome=on_outcome,
+        )
 
     @property
     def now(self) -> float:
@@ -122,7 +137,7 @@ class UploadService:
     async def init(self, user_id: str, device_id: str, req: InitRequest, origin: str) -> InitResponse:
         chunk_size = req.upload_options.chunk_size or int(self.config.default_chunk_size)
         ttl = float(self.config.session_ttl)
-        checked = [self._check_file(i, f) for i, f in enumerate(req.files)]
+        checked = [self.check_file(f, f"files[{i}].") for i, f in enumerate(req.files)]
         quota = await self.quota_of(user_id)
         now = self.now
         session_id = new_id("session")
@@ -190,15 +205,18 @@ class UploadService:
                 wifi_only=req.upload_options.wifi_only,
                 chunk_size=chunk_size,
                 max_retries=req.upload_options.max_retries,
+                max_single_request_size=int(self.config.max_single_request_size),
             ),
         )
 
     @staticmethod
-    def _check_file(i: int, item: InitFile) -> tuple[str, str, Checksum | None, float | None]:
-        normalize_mime(item.mime_type, f"files[{i}].mimeType")
-        name = normalize_name(item.name, f"files[{i}].name")
-        folder = normalize_folder(item.folder, f"files[{i}].folder")
-        checksum = parse_checksum(item.checksum, f"files[{i}].checksum") if item.checksum else None
+    def check_file(item: FileFields, where: str) -> tuple[str, str, Checksum | None, float | None]:
+        """(name, folder, checksum, lastModified) of a file's description, normalised; a
+        ``VALIDATION_ERROR`` names the field after ``where`` (``files[3].``, or ``""``)."""
+        normalize_mime(item.mime_type, f"{where}mimeType")
+        name = normalize_name(item.name, f"{where}name")
+        folder = normalize_folder(item.folder, f"{where}folder")
+        checksum = parse_checksum(item.checksum, f"{where}checksum") if item.checksum else None
         modified = None
         if item.last_modified:
             try:
@@ -206,9 +224,17 @@ class UploadService:
             except ValueError:
                 raise errors.ValidationError(
                     "lastModified must be an RFC 3339 timestamp",
-                    details={"field": f"files[{i}].lastModified"},
+                    details={"field": f"{where}lastModified"},
                 ) from None
         return name, folder, checksum, modified
+
+    # -- one request ---------------------------------------------------------------------------
+
+    async def upload_file(
+        self, user_id: str, device_id: str, query: FileUploadQuery, body: AsyncIterable[bytes], *, size: int | None
+    ) -> tuple[FileRecord, Status]:
+        """A whole small file in one request (``vault.uploads.single``)."""
+        return await self.single.upload(user_id, device_id, query, body, size=size)
 
     # -- sessions ------------------------------------------------------------------------------
 

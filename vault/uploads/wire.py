@@ -16,15 +16,31 @@ NonNegative = Annotated[int, Meta(ge=0)]
 MAX_FILE_SIZE = 1 << 44  # 16 TiB: beyond any phone, and keeps chunk indexes in 32 bits
 
 
-class InitFile(WireRequest):
-    local_id: Annotated[str, Meta(min_length=1, max_length=256)]
+class FileFields(WireRequest):
+    """A file to upload as the client describes it: the fields ``upload/init``'s entries and the
+    one-request upload's query parameters share, checked by ``UploadService.check_file``."""
+
     name: Annotated[str, Meta(min_length=1, max_length=1024)]
-    size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
     mime_type: Annotated[str, Meta(max_length=255)] = "application/octet-stream"
     folder: Annotated[str, Meta(max_length=4096)] = "/"
     checksum: str | None = None
     priority: Priority = "normal"
     last_modified: str | None = None
+
+
+class InitFile(FileFields, kw_only=True):
+    local_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
+
+
+class FileUploadQuery(FileFields, kw_only=True):
+    """Query parameters of ``POST /upload/file`` (the body is the file's bytes; its size is
+    ``Content-Length``). ``checksum`` is required: the whole file's, checked before anything is
+    kept. Without ``mimeType`` (or with ``application/octet-stream``) the type is guessed from the
+    name's extension, as ``sync/files`` does."""
+
+    checksum: str
+    local_id: Annotated[str, Meta(max_length=256)] | None = None
 
 
 class UploadOptions(WireRequest):
@@ -69,6 +85,8 @@ class EchoedOptions(WireAnswer):
     wifi_only: bool
     chunk_size: int
     max_retries: int
+    # Files up to this size may go in one request instead (``POST /upload/file``).
+    max_single_request_size: int = 0
 
 
 class InitResponse(WireAnswer):
@@ -119,6 +137,16 @@ class CompleteRequest(WireRequest):
 
 class CompleteResponse(WireAnswer):
     file: FileEntry
+
+
+class FileUploadResponse(WireAnswer, omit_defaults=True):
+    """``POST /upload/file``: the file as ``complete`` answers it. ``status``: ``created`` (a new
+    file, 201), ``updated`` (a new version of the file at that folder and name, 201) or ``exists``
+    (that file already holds exactly this content: nothing changed, 200)."""
+
+    file: FileEntry
+    status: Literal["created", "updated", "exists"]
+    local_id: str | None = None
 
 
 class AbortResponse(WireAnswer):
