@@ -11,6 +11,8 @@ BENCHMARKS: dict[str, str] = {
     "chunkstore": "bench.chunkstore",
     "api": "bench.api",
     "uploads": "bench.uploads",
+    "photos": "bench.photos",
+    "downloads": "bench.downloads",
     "sync": "bench.sync",
     "push": "bench.push",
     "client": "bench.client",

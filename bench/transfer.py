@@ -32,7 +32,7 @@ from urllib.parse import urljoin
 import blake3
 import httpx
 
-from bench.common import KiB, MiB
+from bench.common import MB, KiB, MiB
 from bench.peers import (
     MEMORY_FIELDS,
     BenchError,
@@ -423,6 +423,15 @@ class NodeApi:
             raise BenchError("upload/file: no data.file in the answer")
         return file
 
+    def single_upload_missing(self) -> str | None:
+        """Why the node has no ``POST /upload/file`` (None if it has): asked with an empty body and no
+        query, which a present endpoint refuses as invalid. Large bodies to an absent route are
+        refused by the node's general body limit (413) before routing, so the probe is needed."""
+        response = httpx.post(self.base + "/upload/file", content=b"", headers=self.auth, timeout=REQUEST_TIMEOUT)
+        if response.status_code in (404, 405):
+            return f"POST /api/mobile/upload/file answers {response.status_code}: the node has no such endpoint yet"
+        return None
+
     def content_url(self, file_id: str) -> str:
         return f"{self.base}/files/{file_id}/content"
 
@@ -542,6 +551,43 @@ def timed_run(target: Target, sampler: Sampler, job: Callable[[], None]) -> Timi
     cpu1, client1 = target.cpu(), time.process_time()
     peak = sampler.close_window(target.key)
     return Timing(seconds, cpu1 - cpu0, client1 - client0, peak)
+
+
+@dataclass
+class Run:
+    """One timed run of one cell of a row (photos, downloads)."""
+
+    row: str
+    cell: str
+    rep: int
+    seconds: float
+    nbytes: int
+    count: int  # files or requests
+    server_cpu: float
+    client_cpu: float
+    peak: dict[str, int]
+
+    @classmethod
+    def of(cls, row: str, cell: str, rep: int, nbytes: int, count: int, timing: Timing) -> Run:
+        return cls(row, cell, rep, timing.seconds, nbytes, count, timing.server_cpu, timing.client_cpu, timing.peak)
+
+
+def summarise_runs(runs: Sequence[Run]) -> dict[str, Any]:
+    """Medians (min-max) of a cell's repetitions: count/s, MB/s, server CPU s/GB; memory peaks."""
+    return {
+        "per_s": vars(Stat.of([r.count / r.seconds for r in runs])),
+        "mb_per_s": vars(Stat.of([r.nbytes / MB / r.seconds for r in runs])),
+        "cpu_s_per_gb": vars(Stat.of([r.server_cpu / (r.nbytes / GB) for r in runs])),
+        "client_cpu_s_per_gb": statistics.median(r.client_cpu / (r.nbytes / GB) for r in runs),
+        "peak": {k: max(r.peak[k] for r in runs) for k in MEMORY_FIELDS},
+        "seconds": [r.seconds for r in runs],
+        "bytes": runs[0].nbytes,
+        "count": runs[0].count,
+    }
+
+
+def median_of(summary: dict[str, Any] | None, key: str) -> float | None:
+    return float(summary[key]["median"]) if summary else None
 
 
 class CellLike(Protocol):
