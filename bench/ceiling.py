@@ -260,34 +260,45 @@ class CeilingApp:
             if head or size == 0:
                 await send({"type": "http.response.body", "body": b""})
                 return
-            digests = await trio.to_thread.run_sync(_read_digests, path)
-            await self._send_pieces(fd, size, start, end, digests, send)
+            await self._send_pieces(path, fd, size, start, end, send)
         finally:
             os.close(fd)
 
-    async def _send_pieces(self, fd: int, size: int, start: int, end: int, digests: bytes | None, send: Send) -> None:
+    async def _send_pieces(self, path: Path, fd: int, size: int, start: int, end: int, send: Send) -> None:
+        """Pieces ``start // PIECE .. end // PIECE``, each read and verified in a worker thread (the
+        first with the digests: a small file costs one hand-off), the next read while one is sent."""
         first, last = start // PIECE, end // PIECE
+        digests, data = await trio.to_thread.run_sync(_read_first, path, fd, first, size)
+        if first == last:
+            await _send_part(send, first, data, start, end, last)
+            return
         send_piece, receive_piece = trio.open_memory_channel[tuple[int, bytes | None]](1)
 
         async def reader() -> None:
             async with send_piece:
-                for index in range(first, last + 1):
-                    data = await trio.to_thread.run_sync(_read_piece, fd, index, size, digests)
-                    await send_piece.send((index, data))
-                    if data is None:
+                for index in range(first + 1, last + 1):
+                    piece = await trio.to_thread.run_sync(_read_piece, fd, index, size, digests)
+                    await send_piece.send((index, piece))
+                    if piece is None:
                         return
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader)
+            await _send_part(send, first, data, start, end, last)
             async with receive_piece:
-                async for index, data in receive_piece:
-                    if data is None:
-                        # Headers are sent: end the response short, so the client sees a truncated body.
-                        raise _Corrupt(f"piece {index} does not match its digest")
-                    offset = index * PIECE
-                    lo, hi = max(start, offset) - offset, min(end + 1, offset + len(data)) - offset
-                    part = data if (lo, hi) == (0, len(data)) else data[lo:hi]
-                    await send({"type": "http.response.body", "body": part, "more_body": index < last})
+                async for index, piece in receive_piece:
+                    await _send_part(send, index, piece, start, end, last)
+
+
+async def _send_part(send: Send, index: int, data: bytes | None, start: int, end: int, last: int) -> None:
+    """The bytes of piece ``index`` inside ``start..end``; a piece that failed verification ends the
+    response short (the headers are gone), so the client sees a truncated body, never wrong bytes."""
+    if data is None:
+        raise _Corrupt(f"piece {index} does not match its digest")
+    offset = index * PIECE
+    lo, hi = max(start, offset) - offset, min(end + 1, offset + len(data)) - offset
+    part = data if (lo, hi) == (0, len(data)) else data[lo:hi]
+    await send({"type": "http.response.body", "body": part, "more_body": index < last})
 
 
 class _Disconnected(Exception):
@@ -298,11 +309,13 @@ class _Corrupt(Exception):
     pass
 
 
-def _read_digests(path: Path) -> bytes | None:
+def _read_first(path: Path, fd: int, index: int, size: int) -> tuple[bytes | None, bytes | None]:
+    """The file's piece digests (None without ``NAME.b3``) and piece ``index``, verified."""
     try:
-        return digests_path(path).read_bytes()
+        digests: bytes | None = digests_path(path).read_bytes()
     except FileNotFoundError:
-        return None
+        digests = None
+    return digests, _read_piece(fd, index, size, digests)
 
 
 async def _answer(send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> None:
