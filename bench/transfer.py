@@ -464,11 +464,18 @@ class Setup:
 
 
 def _server_target(
-    setup: Setup, sampler: Sampler, key: str, label: str, version: str, durable: str, peer: Any
+    setup: Setup,
+    sampler: Sampler,
+    key: str,
+    version: str,
+    durable: str,
+    peer: NginxPeer | TusPeer | CeilingPeer | NodeServer,
+    label: str | None = None,
 ) -> Target:
-    process: ServerProcess = peer.process
-    reset = peer.clear_store if hasattr(peer, "clear_store") else (lambda: None)
-    target = Target(key, label, version, durable, process, process.cpu_seconds, reset)
+    """Register a started server as a target (memory sampled, CPU read from its process tree)."""
+    process = peer.process
+    reset = peer.clear_store if not isinstance(peer, NodeServer) else (lambda: None)
+    target = Target(key, label or key, version, durable, process, process.cpu_seconds, reset)
     setup.targets[key] = target
     sampler.watch(key, process)
     return target
@@ -483,7 +490,7 @@ def start_nginx(setup: Setup, sampler: Sampler, *, workers: int = 1, sendfile: b
         setup.skipped["nginx"] = str(exc)
         return None
     short = nginx.version.removeprefix("nginx/")
-    target = _server_target(setup, sampler, "nginx", f"nginx {short}", nginx.version, "no fsync", nginx)
+    target = _server_target(setup, sampler, "nginx", nginx.version, "no fsync", nginx, f"nginx {short}")
     target.notes.append(f"worker_processes {workers}, sendfile {'on' if sendfile else 'off'}")
     return nginx
 
@@ -497,7 +504,7 @@ def start_tus(setup: Setup, sampler: Sampler, peers_dir: Path) -> TusPeer | None
         setup.skipped["tus"] = str(exc)
         return None
     version = f"@tus/server {tus.version} + @tus/file-store {tus.file_store_version}, Node {tus.node_version}"
-    target = _server_target(setup, sampler, "tus", f"@tus/server {tus.version}", version, "no fsync", tus)
+    target = _server_target(setup, sampler, "tus", version, "no fsync", tus, f"@tus/server {tus.version}")
     if tus.note:
         target.notes.append(tus.note)
     return tus
@@ -511,7 +518,7 @@ def start_ceiling(setup: Setup, sampler: Sampler) -> CeilingPeer | None:
     except BenchError as exc:
         setup.skipped["ceiling"] = str(exc)
         return None
-    _server_target(setup, sampler, "ceiling", "ceiling", ceiling.version, "fsync", ceiling)
+    _server_target(setup, sampler, "ceiling", ceiling.version, "fsync", ceiling)
     return ceiling
 
 
@@ -526,7 +533,7 @@ def start_node(setup: Setup, sampler: Sampler, families: Sequence[str], backend:
         for family in families:
             setup.skipped[family] = str(exc)
         return None
-    _server_target(setup, sampler, "node", "node", f"MegaVault node {node.version} ({backend})", "fsync", node)
+    _server_target(setup, sampler, "node", f"MegaVault node {node.version} ({backend})", "fsync", node)
     return NodeApi(node.base_url, token)
 
 
@@ -706,7 +713,10 @@ def memory_columns(peak: dict[str, int]) -> list[str]:
 MEMORY_HEADERS = ["RssAnon MiB peak", "VmRSS MiB peak"]
 
 
-def fmt_load(load: tuple[float, float, float]) -> str:
+Load = tuple[float, float, float]  # os.getloadavg()
+
+
+def fmt_load(load: Load) -> str:
     return "/".join(f"{v:.2f}" for v in load)
 
 
@@ -736,7 +746,7 @@ def environment(setup: Setup) -> dict[str, Any]:
     }
 
 
-def print_footer(setup: Setup, failed: dict[str, str], notes: Sequence[str], load: Sequence[tuple[float, ...]]) -> None:
+def print_footer(setup: Setup, failed: dict[str, str], notes: Sequence[str], load: tuple[Load, Load]) -> None:
     """Skips, failures, notes and the load average, after a report."""
     if setup.skipped or failed:
         print()
@@ -750,7 +760,7 @@ def print_footer(setup: Setup, failed: dict[str, str], notes: Sequence[str], loa
     for note in notes:
         print(f"note: {note}")
     start, end = load
-    print(f"load average (1/5/15 min) at start {fmt_load(start)}, at end {fmt_load(end)}")  # type: ignore[arg-type]
+    print(f"load average (1/5/15 min) at start {fmt_load(start)}, at end {fmt_load(end)}")
     if start[0] >= 1.0:
         print(f"note: the machine was busy when the run started (other processes on {os.cpu_count()} CPUs)")
 
@@ -770,7 +780,7 @@ class Session:
     sampler: Sampler
     abort: threading.Event
     started: str
-    load_start: tuple[float, float, float]
+    load_start: Load
 
 
 @contextlib.contextmanager

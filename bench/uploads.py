@@ -2,7 +2,7 @@
 
 Run ``python -m bench.uploads`` (``--quick`` for a smoke run, ``--help`` for the knobs). Everything
 is measured in one run, interleaved (repetition 1 of every cell, then repetition 2, ...), because
-the machines are noisy and only ratios inside one run mean anything. See ``bench/UPLOADS.md``.
+the machines are noisy and only ratios inside one run mean anything. See ``bench/README.md``.
 
 Workloads: one big file (256 MiB) and many small files (1,000 × 64 KiB) with 1 and 8 concurrent
 clients. Each upload carries fresh bytes (random, stamped with a unique tag every 64 KiB), so the
