@@ -158,6 +158,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+async def lifespan(receive: Receive, send: Send) -> None:
+    """ASGI lifespan for an app with nothing to start or stop (also the push bench's receiver)."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 class CeilingApp:
     """The ASGI app: ``/store/NAME`` under ``store``."""
 
@@ -166,9 +173,7 @@ class CeilingApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         path: str = scope["path"]
         method: str = scope["method"]

@@ -31,14 +31,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpcore._sync.http11 as httpcore_h11
 import httpx
 
 from bench.ceiling import write_with_digests
-from bench.common import GOALS, MB, REPO, RESULTS, KiB, MiB, goal, size_label, table
+from bench.common import GOALS, MB, KiB, MiB, goal, size_label, table
 from bench.peers import BenchError, Sampler
 from bench.transfer import (
     MEMORY_HEADERS,
@@ -47,7 +46,9 @@ from bench.transfer import (
     Run,
     Setup,
     Target,
+    add_run_args,
     b3,
+    chosen_families,
     chunk_checksums,
     drain_in_parallel,
     environment,
@@ -414,17 +415,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
     parser.add_argument("--ranges", type=int, help="random 1 MiB ranges of the big file (default 128, quick 32)")
     parser.add_argument("--parallel", type=int, default=4, help="connections for the big file in ranges (default 4)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
-    parser.add_argument("--targets", default=",".join(FAMILIES), help=f"comma list of {', '.join(FAMILIES)}")
-    parser.add_argument("--backend", default="lmdb", help="node storage backend (default lmdb)")
     parser.add_argument("--nginx-sendfile", choices=("on", "off"), default="on", help="nginx sendfile (default on)")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds for the timed runs (default 600)")
-    parser.add_argument("--tmp-dir", type=Path, help="where the files go (default: system temp dir)")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (bench/results)")
-    parser.add_argument("--no-json", action="store_true", help="do not write a JSON result file")
+    add_run_args(parser, FAMILIES, peers=False)
     args = parser.parse_args(argv)
-    families = tuple(f.strip() for f in args.targets.split(",") if f.strip())
-    if set(families) - set(FAMILIES):
-        parser.error(f"unknown targets: {', '.join(sorted(set(families) - set(FAMILIES)))}")
+    families = chosen_families(parser, args, FAMILIES)
     params = Params(
         big_size=(args.big_mib or (64 if args.quick else 256)) * MiB,
         small_count=args.small_count or (200 if args.quick else 1000),
@@ -474,12 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = Runner(params, content, run.sampler, run.abort)
             cells = [Cell(src, w) for w in WORKLOADS for src in sources]
             runs, failed = run_interleaved(
-                cells,
-                params.reps,
-                runner.measure,
-                skipped=run.setup.skipped,
-                time_limit=params.time_limit,
-                describe=describe,
+                cells, params.reps, runner.measure, describe, run.setup.skipped, params.time_limit
             )
         except (KeyboardInterrupt, Aborted):
             interrupted = True
@@ -494,11 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_goal = len(GOALS)
     print()
     print(report(params, sources, summaries))
-    print_footer(run.setup, failed, [], (run.load_start, load_end))
-    if interrupted:
-        print("(interrupted: partial results)")
+    print_footer(run.setup, failed, [], (run.load_start, load_end), interrupted=interrupted)
     if not args.no_json:
-        path = write_results(
+        write_results(
             args.results_dir,
             "downloads",
             run.started,
@@ -515,7 +503,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs": [vars(r) for r in runs],
             },
         )
-        print(f"\nresults: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 130 if interrupted else 0
 
 

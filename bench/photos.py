@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import GOALS, MB, REPO, RESULTS, MiB, goal, size_label, table
+from bench.common import GOALS, MB, MiB, goal, size_label, table
 from bench.peers import BenchError, Sampler
 from bench.transfer import (
     GB,
@@ -55,7 +55,9 @@ from bench.transfer import (
     Setup,
     Target,
     TusClient,
+    add_run_args,
     b3,
+    chosen_families,
     chunk_checksums,
     drain_in_parallel,
     environment,
@@ -393,17 +395,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
         "--single-max-mib", type=int, default=16, help="largest file sent by upload/file (default 16 MiB)"
     )
     parser.add_argument("--reps", type=int, help="repetitions per target (default 2, quick 1)")
-    parser.add_argument("--targets", default=",".join(FAMILIES), help=f"comma list of {', '.join(FAMILIES)}")
-    parser.add_argument("--backend", default="lmdb", help="node storage backend (default lmdb)")
     parser.add_argument("--time-limit", type=float, default=1200.0, help="seconds for the timed runs (default 1200)")
-    parser.add_argument("--tmp-dir", type=Path, help="where stores go (default: system temp dir)")
-    parser.add_argument("--peers-dir", type=Path, default=Path(__file__).parent / ".peers", help="npm cache dir")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (bench/results)")
-    parser.add_argument("--no-json", action="store_true", help="do not write a JSON result file")
+    add_run_args(parser, FAMILIES)
     args = parser.parse_args(argv)
-    families = tuple(f.strip() for f in args.targets.split(",") if f.strip())
-    if set(families) - set(FAMILIES):
-        parser.error(f"unknown targets: {', '.join(sorted(set(families) - set(FAMILIES)))}")
+    families = chosen_families(parser, args, FAMILIES)
     files = args.files or (60 if args.quick else 500)
     params = Params(
         files=files,
@@ -458,12 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = Runner(params, library, run.sampler, run.abort)
             try:
                 runs, failed = run_interleaved(
-                    rows,
-                    params.reps,
-                    runner.measure,
-                    skipped=run.setup.skipped,
-                    time_limit=params.time_limit,
-                    describe=describe,
+                    rows, params.reps, runner.measure, describe, run.setup.skipped, params.time_limit
                 )
             finally:
                 notes = sorted(runner.notes)
@@ -477,11 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_goal = len(GOALS)
     print()
     print(report(params, rows, summaries, sizes))
-    print_footer(run.setup, failed, notes, (run.load_start, load_end))
-    if interrupted:
-        print("(interrupted: partial results)")
+    print_footer(run.setup, failed, notes, (run.load_start, load_end), interrupted=interrupted)
     if not args.no_json:
-        path = write_results(
+        write_results(
             args.results_dir,
             "photos",
             run.started,
@@ -500,7 +488,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs": [vars(m) for m in runs],
             },
         )
-        print(f"\nresults: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 130 if interrupted else 0
 
 

@@ -6,6 +6,7 @@ interleaved repetitions, and the session every run happens in (servers stopped b
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import itertools
@@ -32,7 +33,7 @@ from urllib.parse import urljoin
 import blake3
 import httpx
 
-from bench.common import MB, KiB, MiB
+from bench.common import MB, REPO, RESULTS, KiB, MiB
 from bench.peers import (
     MEMORY_FIELDS,
     BenchError,
@@ -616,10 +617,9 @@ def run_interleaved(
     cells: Sequence[C],
     reps: int,
     measure: Callable[[C, int], M],
-    *,
+    describe: Callable[[C, M], str],
     skipped: dict[str, str],
     time_limit: float,
-    describe: Callable[[C, M], str],
 ) -> tuple[list[M], dict[str, str]]:
     """Warm up (rep -1, once per ``warm_key``), then repetition 1 of every cell, then 2, ...
 
@@ -746,7 +746,30 @@ def environment(setup: Setup) -> dict[str, Any]:
     }
 
 
-def print_footer(setup: Setup, failed: dict[str, str], notes: Sequence[str], load: tuple[Load, Load]) -> None:
+def add_run_args(parser: argparse.ArgumentParser, families: Sequence[str], *, peers: bool = True) -> None:
+    """The options every transfer benchmark has: targets, backend, where things go."""
+    parser.add_argument("--targets", default=",".join(families), help=f"comma list of {', '.join(families)}")
+    parser.add_argument("--backend", default="lmdb", help="node storage backend (default lmdb)")
+    parser.add_argument("--tmp-dir", type=Path, help="where stores and files go (default: system temp dir)")
+    if peers:
+        parser.add_argument("--peers-dir", type=Path, default=Path(__file__).parent / ".peers", help="npm cache dir")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (bench/results)")
+    parser.add_argument("--no-json", action="store_true", help="do not write a JSON result file")
+
+
+def chosen_families(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, families: Sequence[str]
+) -> tuple[str, ...]:
+    chosen = tuple(f.strip() for f in args.targets.split(",") if f.strip())
+    unknown = set(chosen) - set(families)
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def print_footer(
+    setup: Setup, failed: dict[str, str], notes: Sequence[str], load: tuple[Load, Load], *, interrupted: bool
+) -> None:
     """Skips, failures, notes and the load average, after a report."""
     if setup.skipped or failed:
         print()
@@ -763,6 +786,8 @@ def print_footer(setup: Setup, failed: dict[str, str], notes: Sequence[str], loa
     print(f"load average (1/5/15 min) at start {fmt_load(start)}, at end {fmt_load(end)}")
     if start[0] >= 1.0:
         print(f"note: the machine was busy when the run started (other processes on {os.cpu_count()} CPUs)")
+    if interrupted:
+        print("(interrupted: partial results)")
 
 
 def write_results(results_dir: Path, benchmark: str, started: str, payload: dict[str, Any]) -> Path:
@@ -770,6 +795,7 @@ def write_results(results_dir: Path, benchmark: str, started: str, payload: dict
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{benchmark}-{started.replace(':', '').replace('-', '')}.json"
     path.write_text(json.dumps({"benchmark": benchmark, "started": started, **payload}, indent=2, default=str) + "\n")
+    print(f"\nresults: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return path
 
 

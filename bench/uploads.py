@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import GOALS, MB, REPO, RESULTS, KiB, MiB, goal, size_label, table
+from bench.common import GOALS, MB, KiB, MiB, goal, size_label, table
 from bench.peers import MEMORY_FIELDS, BenchError, Sampler
 from bench.transfer import (
     GB,
@@ -48,7 +48,9 @@ from bench.transfer import (
     Stat,
     Target,
     TusClient,
+    add_run_args,
     b3,
+    chosen_families,
     chunk_checksums,
     drain_in_parallel,
     environment,
@@ -775,8 +777,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
     parser.add_argument("--concurrency", default="1,8", help="concurrent clients for small files (default 1,8)")
     parser.add_argument("--batch", type=int, default=50, help="files per upload/init in the batched row (0: off)")
     parser.add_argument("--no-tus-whole-file", action="store_true", help="no tus rows with the big file in one PATCH")
-    parser.add_argument("--targets", default=",".join(FAMILIES), help=f"comma list of {', '.join(FAMILIES)}")
-    parser.add_argument("--backend", default="lmdb", help="node storage backend (default lmdb)")
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker_processes (default 1)")
     parser.add_argument(
         "--time-limit",
@@ -784,16 +784,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
         default=480.0,
         help="seconds for the timed runs, warm-ups excluded (default 480)",
     )
-    parser.add_argument("--tmp-dir", type=Path, help="where stores go (default: system temp dir)")
-    parser.add_argument("--peers-dir", type=Path, default=Path(__file__).parent / ".peers", help="npm cache dir")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (bench/results)")
-    parser.add_argument("--no-json", action="store_true", help="do not write a JSON result file")
+    add_run_args(parser, FAMILIES)
     args = parser.parse_args(argv)
 
-    families = tuple(f.strip() for f in args.targets.split(",") if f.strip())
-    unknown = set(families) - set(FAMILIES)
-    if unknown:
-        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    families = chosen_families(parser, args, FAMILIES)
     chunk_sizes = tuple(int(float(c) * MiB) for c in args.chunk_mib.split(",") if c.strip())
     concurrency = tuple(int(c) for c in args.concurrency.split(",") if c.strip())
     big_mib = args.big_mib or (64 if args.quick else 256)
@@ -861,9 +855,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     plan_cells(params, variants),
                     params.reps,
                     runner.measure,
-                    skipped=run.setup.skipped,
-                    time_limit=params.time_limit,
-                    describe=describe,
+                    describe,
+                    run.setup.skipped,
+                    params.time_limit,
                 )
             finally:
                 notes = sorted(runner.notes)
@@ -877,12 +871,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_goal = len(GOALS)
     print()
     print(report(params, rows, table_ratios))
-    print_footer(run.setup, failed, notes, (run.load_start, load_end))
-    if interrupted:
-        print("(interrupted: partial results)")
+    print_footer(run.setup, failed, notes, (run.load_start, load_end), interrupted=interrupted)
 
     if not args.no_json:
-        path = write_results(
+        write_results(
             args.results_dir,
             "uploads",
             run.started,
@@ -903,7 +895,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "measurements": [vars(m) for m in results],
             },
         )
-        print(f"\nresults: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 130 if interrupted else 0
 
 
