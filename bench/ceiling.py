@@ -102,18 +102,18 @@ class _Upload:
         self.hasher = blake3.blake3()
         self.written = 0
 
-    def take(self, pieces: Sequence[bytes]) -> None:
+    def take(self, pieces: Sequence[bytes], *, writeback: bool = True) -> None:
         start = self.written
         for piece in pieces:
             self.hasher.update(piece)
             _write_all(self.fd, piece)
             self.written += len(piece)
-        if self.written > start:
+        if writeback and self.written > start:
             start_writeback(self.fd, start, self.written - start)
 
     def finish(self, pieces: Sequence[bytes], expected: str | None) -> str | None:
         """Hash and write the last pieces, fsync, and rename if the digest matches (else None)."""
-        self.take(pieces)
+        self.take(pieces, writeback=False)  # the fsync right after writes them anyway
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
