@@ -7,6 +7,7 @@ the limits it compares against in the same run, and reports ratios.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import statistics
@@ -150,3 +151,30 @@ def level_the_ground(directory: Path, size: int) -> None:
     """
     write_fsync_one_file(directory, [bytes(MiB)] * max(1, size // MiB))
     os.sync()
+
+
+# --- the issues' targets, met or missed -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """One target of an issue checked against one run (``python -m bench all`` lists them all)."""
+
+    benchmark: str
+    text: str
+    met: bool | None  # None: not measured in this run
+    measured: str
+
+    def line(self) -> str:
+        verdict = "not measured" if self.met is None else ("met" if self.met else "MISSED")
+        return f"- {self.text}: {verdict} ({self.measured})"
+
+
+GOALS: list[Goal] = []  # every goal checked in this process, in order
+
+
+def goal(benchmark: str, text: str, met: bool | None, measured: str) -> Goal:
+    """Record a target's verdict for this run and return it (its :meth:`Goal.line` is the report's)."""
+    checked = Goal(benchmark, text, met, measured)
+    GOALS.append(checked)
+    return checked

@@ -1,4 +1,4 @@
-"""Servers the upload benchmark starts, watches and stops: nginx WebDAV, ``@tus/server`` and the node.
+"""Servers the benchmarks start, watch and stop: nginx, ``@tus/server``, the stack's ceiling and the node.
 
 Every server is a child process bound to 127.0.0.1 on a free port, started in its own session (a
 Ctrl-C in the terminal reaches only the benchmark, which then stops the servers itself, by PID).
@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -118,11 +119,20 @@ def process_tree(root: int) -> list[int]:
 class ServerProcess:
     """One server started by the benchmark; stopped by PID (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, name: str, argv: list[str], *, log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.cwd = cwd
+        self.env = env
         self.popen: subprocess.Popen[bytes] | None = None
         self._tree: list[int] = []
         self._tree_at = 0.0
@@ -139,6 +149,7 @@ class ServerProcess:
             self.popen = subprocess.Popen(
                 self.argv,
                 cwd=self.cwd,
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -296,6 +307,9 @@ error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
+    # Debian's /etc/nginx/nginx.conf ships both on; they matter only for downloads (static files).
+    sendfile {sendfile};
+    tcp_nopush {sendfile};
     keepalive_timeout 75s;
     keepalive_requests 1000000;
     client_max_body_size 0;
@@ -314,6 +328,8 @@ http {{
             create_full_put_path on;
             dav_access user:rw group:r all:r;
         }}
+        # Plain static files (the download benchmark): ROOT/files/NAME.
+        location /files/ {{ }}
     }}
 }}
 """
@@ -350,7 +366,7 @@ class _StorePeer:
 class NginxPeer(_StorePeer):
     """Debian's nginx with ``dav_methods PUT``: the store is ``ROOT/store``, bodies land via rename."""
 
-    def __init__(self, workdir: Path, *, workers: int = 1) -> None:
+    def __init__(self, workdir: Path, *, workers: int = 1, sendfile: bool = True) -> None:
         binary = nginx_binary()
         if binary is None:
             raise BenchError("nginx is not installed (Debian: apt-get install -y nginx)")
@@ -358,8 +374,10 @@ class NginxPeer(_StorePeer):
         self.prefix = workdir / "nginx"
         self.root = workdir / "nginx-root"
         self.store = self.root / "store"
+        self.files = self.root / "files"  # served as /files/NAME
+        self.sendfile = sendfile
         body_temp = workdir / "nginx-body-temp"
-        for path in (self.prefix, self.store, body_temp):
+        for path in (self.prefix, self.store, self.files, body_temp):
             path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -367,6 +385,7 @@ class NginxPeer(_StorePeer):
         conf.write_text(
             NGINX_CONF.format(
                 workers=workers,
+                sendfile="on" if sendfile else "off",
                 # As root, nginx would switch its workers to `nobody`, who cannot write the store.
                 user="user root;\n" if os.geteuid() == 0 else "",
                 prefix=self.prefix,
@@ -511,6 +530,35 @@ class TusPeer(_StorePeer):
         )
 
 
+# --- the stack's ceiling (bench/ceiling.py) ---------------------------------------------------
+
+
+class CeilingPeer(_StorePeer):
+    """``python -m bench.ceiling``: a bare ASGI app on Hypercorn-trio that hashes, writes, fsyncs."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.store = workdir / "ceiling-store"
+        self.store.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.version = _hypercorn_version()
+        self.process = ServerProcess(
+            "ceiling",
+            [sys.executable, "-m", "bench.ceiling", str(self.port), str(self.store)],
+            log_path=workdir / "ceiling.log",
+            cwd=REPO,
+            env=checkout_env(),
+        )
+
+
+def _hypercorn_version() -> str:
+    try:
+        v = metadata.version
+        return f"Hypercorn {v('hypercorn')} (trio), h11 {v('h11')}, blake3 {v('blake3')}"
+    except metadata.PackageNotFoundError:
+        return "Hypercorn (trio)"
+
+
 # --- the node ---------------------------------------------------------------------------------
 
 NODE_TOML = """\
@@ -531,13 +579,19 @@ quota = "0"
 """
 
 
-def vault_binary() -> Path:
-    """``.venv/bin/vault`` of this checkout, else the one next to the running interpreter."""
-    candidates = [REPO / ".venv" / "bin" / "vault", Path(sys.executable).parent / "vault"]
-    for path in candidates:
-        if os.access(path, os.X_OK):
-            return path
-    raise BenchError("the `vault` command is not installed (run `make install`)")
+def checkout_env() -> dict[str, str]:
+    """The environment of a child that must run this checkout's code (the node, the ceiling peer).
+
+    The child is this interpreter with the checkout's packages first on ``PYTHONPATH``: a
+    worktree benchmarked with another checkout's venv (whose ``vault`` command is an editable
+    install of that checkout) still measures its own code.
+    """
+    env = dict(os.environ)
+    paths = [str(REPO), str(REPO / "backends"), str(REPO / "plugins")]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 class NodeServer:
@@ -558,9 +612,10 @@ class NodeServer:
         )
         self.process = ServerProcess(
             "node",
-            [str(vault_binary()), "serve", "--config", str(config)],
+            [sys.executable, "-m", "vault.cli", "serve", "--config", str(config)],
             log_path=workdir / "node.log",
             cwd=workdir,
+            env=checkout_env(),
         )
         self.token = ""
         self.version = "?"

@@ -38,6 +38,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from bench.api import percentile
+from bench.ceiling import lifespan
 from bench.sync import Device, Node, register
 
 CONCURRENCY = 8
@@ -52,9 +53,7 @@ class Receiver:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         body = b""
         while True:
