@@ -1,6 +1,6 @@
 # The two commands a new user needs: `make serve` and `make test`. Both set everything up first.
 # `make serve` (and `make install`) install only what the node needs; `make test` adds the
-# development tools (`.[dev]`: pytest, ruff, mypy, import-linter, hypothesis, tuspy) on top, and
+# development tools (`.[dev]`: pytest, ruff, mypy, import-linter, hypothesis, schemathesis, tuspy) on top, and
 # the client SDK and `vault-sync` (`client/`, its own distribution) so its tests run too.
 PYTHON ?= python3
 VENV ?= .venv
