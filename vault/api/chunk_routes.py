@@ -15,13 +15,14 @@ from vault.uploads.wire import ChunkReceipt
 
 CHUNK_PATH = "/api/mobile/upload/{upload_id}/chunks/{index}"
 FILE_PATH = "/api/mobile/upload/{upload_id}/chunks"
+MAX_CHUNK_INDEX = 999_999_999  # nine digits: more than any file's chunk count
 _CONTENT_RANGE = re.compile(r"^bytes ([0-9]{1,20})-([0-9]{1,20})/([0-9]{1,20})$")
 
 
 async def put_chunk(req: RawRequest) -> RawResponse:
     principal = await req.node.authenticate(req.header("authorization"))
     raw_index = req.params["index"]
-    index = ascii_int(raw_index, max_digits=9)
+    index = ascii_int(raw_index, max_digits=len(str(MAX_CHUNK_INDEX)))
     if index is None:
         raise errors.ValidationError("chunk index must be a non-negative integer")
     return await _receive(req, principal, index)
@@ -62,6 +63,13 @@ def routes() -> list[RawRoute]:
     ]
 
 
+_CHECKSUM_HEADER = (
+    {"type": "string", "pattern": r"^\s*(blake3|sha256):[0-9a-fA-F]{64}\s*$"},
+    False,
+    "blake3:<64 hex> or sha256:<64 hex> of this chunk's bytes (the node checks it)",
+)
+
+
 def docs() -> list[RouteDoc]:
     """OpenAPI entries for the raw routes (their bodies are bytes, their answers structs)."""
     checksum = "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>"
@@ -72,6 +80,10 @@ def docs() -> list[RouteDoc]:
             f"Upload one chunk's raw bytes (application/octet-stream); {checksum}",
             response=ChunkReceipt,
             tags=["uploads"],
+            path_schemas={"index": {"type": "integer", "minimum": 0, "maximum": MAX_CHUNK_INDEX}},
+            headers={"X-Chunk-Checksum": _CHECKSUM_HEADER},
+            raw_body="application/octet-stream",
+            raw_body_required=False,
         ),
         RouteDoc(
             "PUT",
@@ -80,5 +92,15 @@ def docs() -> list[RouteDoc]:
             f"Content-Range: bytes START-END/SIZE (its planned range); {checksum}",
             response=ChunkReceipt,
             tags=["uploads"],
+            headers={
+                "Content-Range": (
+                    {"type": "string", "pattern": r"^\s*bytes [0-9]{1,20}-[0-9]{1,20}/[0-9]{1,20}\s*$"},
+                    True,
+                    "bytes START-END/SIZE: one planned chunk's range of the file",
+                ),
+                "X-Chunk-Checksum": _CHECKSUM_HEADER,
+            },
+            raw_body="application/octet-stream",
+            raw_body_required=False,
         ),
     ]

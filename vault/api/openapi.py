@@ -26,8 +26,13 @@ class ErrorEnvelope(WireAnswer):
 def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": doc.tags}
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in _path_params(doc.path)
+        {"name": name, "in": "path", "required": True, "schema": doc.path_schemas.get(name, {"type": "string"})}
+        for name in _path_params(doc.path)
     ]
+    for name, (schema, required, description) in doc.headers.items():
+        params.append(
+            {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
+        )
     if doc.query is not None:
         for field in msgspec.structs.fields(doc.query):
             params.append(
@@ -45,6 +50,11 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
             "required": True,
             "content": {"application/json": {"schema": refs[doc.body]}},
         }
+    elif doc.raw_body is not None:
+        op["requestBody"] = {
+            "required": doc.raw_body_required,
+            "content": {doc.raw_body: {"schema": {"type": "string", "format": "binary"}}},
+        }
     if doc.response is not None:
         inner = refs[doc.response]
         if doc.envelope:
@@ -60,6 +70,7 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         ok = {"description": "Success"}
     op["responses"] = {
         str(doc.status): ok,
+        **doc.responses,
         "default": {
             "description": "Error envelope",
             "content": {"application/json": {"schema": refs[ErrorEnvelope]}},
@@ -85,6 +96,11 @@ def build_openapi(docs: list[RouteDoc]) -> dict[str, Any]:
             if kind is not None and kind not in types:
                 types.append(kind)
     schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    for kind in types:
+        # What a struct's fields cannot say (such as "at least one of these"), in the schema's words.
+        extra = getattr(kind, "__openapi_extra__", None)
+        if extra:
+            components[kind.__name__].update(extra)
     refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for doc in docs:

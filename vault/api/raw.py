@@ -159,6 +159,9 @@ class RawRoute:
         found = self._regex.match(path)
         return None if found is None else found.groupdict()
 
+    def matches_path(self, path: str) -> bool:
+        return self._regex.match(path) is not None
+
 
 async def serve_raw(
     node: Node, route: RawRoute, scope: Scope, receive: Receive, send: Send, params: dict[str, str]

@@ -7,9 +7,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from vault.checksums import CHECKSUM_PATTERN
+from vault.files.paths import FileName, FolderPath, MimeType
 from vault.files.records import FileEntry
 from vault.uploads.chunk_ranges import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
-from vault.wire import WireAnswer, WireRequest
+from vault.wire import Timestamp, WireAnswer, WireRequest
 
 Priority = Literal["high", "normal", "low"]
 NonNegative = Annotated[int, Meta(ge=0)]
@@ -18,13 +20,13 @@ MAX_FILE_SIZE = 1 << 44  # 16 TiB: beyond any phone, and keeps chunk indexes in 
 
 class InitFile(WireRequest):
     local_id: Annotated[str, Meta(min_length=1, max_length=256)]
-    name: Annotated[str, Meta(min_length=1, max_length=1024)]
+    name: FileName
     size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
-    mime_type: Annotated[str, Meta(max_length=255)] = "application/octet-stream"
-    folder: Annotated[str, Meta(max_length=4096)] = "/"
-    checksum: str | None = None
+    mime_type: MimeType = "application/octet-stream"
+    folder: FolderPath = "/"
+    checksum: Annotated[str, Meta(extra_json_schema={"pattern": f"^(?:{CHECKSUM_PATTERN})?$"})] | None = None
     priority: Priority = "normal"
-    last_modified: str | None = None
+    last_modified: Timestamp | None = None
 
 
 class UploadOptions(WireRequest):
@@ -113,7 +115,7 @@ class UploadState(WireAnswer, omit_defaults=True):
 
 class CompleteRequest(WireRequest):
     upload_id: str
-    checksum: str
+    checksum: Annotated[str, Meta(extra_json_schema={"pattern": f"^{CHECKSUM_PATTERN}$"})]
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
