@@ -25,6 +25,15 @@ Timestamp = Annotated[
         description="an RFC 3339 time such as 2024-05-01T12:00:00Z",
     ),
 ]
+# ... or "" for none (where a handler reads an empty value as absent).
+TimestampOrEmpty = Annotated[
+    str,
+    Meta(
+        max_length=64,
+        extra_json_schema={"anyOf": [{"format": "date-time"}, {"maxLength": 0}]},
+        description="an RFC 3339 time such as 2024-05-01T12:00:00Z, or empty for none",
+    ),
+]
 Email = Annotated[
     str,
     Meta(

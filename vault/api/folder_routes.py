@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from msgspec import Meta
 
@@ -22,6 +22,14 @@ class NewFolder(WireRequest):
 
 class FolderPatch(WireRequest):
     """Rename the folder's last segment (``name``) and/or move it under another ``parent``."""
+
+    # "At least one of name and parent", in the OpenAPI schema's words (build_openapi merges it in).
+    __openapi_extra__: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["name"], "properties": {"name": {"type": "string"}}},
+            {"required": ["parent"], "properties": {"parent": {"type": "string"}}},
+        ]
+    }
 
     folder: NonRootFolder
     name: Annotated[FileName, Meta(description="new last segment")] | None = None

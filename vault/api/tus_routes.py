@@ -202,8 +202,12 @@ _CHECKSUM = (
     False,
     f"ALGORITHM BASE64-DIGEST of this PATCH's bytes ({CHECKSUM_ALGORITHMS}); 460 when they differ",
 )
+_BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})"  # not empty
 _METADATA = (
-    {"type": "string", "pattern": r"(?:^|,) *filename [A-Za-z0-9+/]+={0,2} *(?:,|$)"},
+    {
+        "type": "string",
+        "pattern": r"(?:^|,) *filename " + _BASE64 + r" *(?:,|$)",
+    },
     True,
     "KEY BASE64,KEY BASE64 ...: filename (required), folder (absolute, default /) and filetype, "
     "each base64 of UTF-8 text that is a valid file name, folder and media type",

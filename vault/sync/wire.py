@@ -10,7 +10,7 @@ from vault.files.paths import FileName, FolderPath, MimeType
 from vault.files.records import FileEntry
 from vault.sync.coalesce import Changes
 from vault.uploads.wire import MAX_FILE_SIZE, PlannedFile
-from vault.wire import Timestamp, WireAnswer, WireQuery, WireRequest
+from vault.wire import TimestampOrEmpty, WireAnswer, WireQuery, WireRequest
 
 LocalId = Annotated[str, Meta(max_length=256)]
 FileId = Annotated[str, Meta(min_length=1, max_length=128)]
@@ -33,7 +33,7 @@ class UploadChange(_Change, tag="upload", kw_only=True):
     folder: Folder = "/"
     size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
     checksum: Checksum
-    last_modified: Timestamp | None = None
+    last_modified: TimestampOrEmpty | None = None
     mime_type: MimeType = "application/octet-stream"
 
 
@@ -43,7 +43,7 @@ class UpdateChange(_Change, tag="update", kw_only=True):
     file_id: FileId
     size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
     checksum: Checksum
-    last_modified: Timestamp | None = None
+    last_modified: TimestampOrEmpty | None = None
 
 
 class DeleteChange(_Change, tag="delete", kw_only=True):
@@ -117,7 +117,7 @@ class StatusQuery(WireQuery):
     """Query parameters of ``GET /sync/status``."""
 
     sync_token: str | None = None
-    last_sync: Annotated[Timestamp, Meta(description="RFC 3339 time; changes after it")] | None = None
+    last_sync: Annotated[TimestampOrEmpty, Meta(description="RFC 3339 time; changes after it")] | None = None
     limit: Annotated[int, Meta(ge=1, le=5000)] = 1000
     wait: Annotated[int, Meta(ge=0, le=LONGEST_WAIT, description="seconds to hold the request until a change")] = 0
 

@@ -11,7 +11,7 @@ from vault.checksums import CHECKSUM_PATTERN
 from vault.files.paths import FileName, FolderPath, MimeType
 from vault.files.records import FileEntry
 from vault.uploads.chunk_ranges import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
-from vault.wire import Timestamp, WireAnswer, WireRequest
+from vault.wire import TimestampOrEmpty, WireAnswer, WireRequest
 
 Priority = Literal["high", "normal", "low"]
 NonNegative = Annotated[int, Meta(ge=0)]
@@ -26,7 +26,7 @@ class InitFile(WireRequest):
     folder: FolderPath = "/"
     checksum: Annotated[str, Meta(extra_json_schema={"pattern": f"^(?:{CHECKSUM_PATTERN})?$"})] | None = None
     priority: Priority = "normal"
-    last_modified: Timestamp | None = None
+    last_modified: TimestampOrEmpty | None = None
 
 
 class UploadOptions(WireRequest):
