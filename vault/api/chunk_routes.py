@@ -7,7 +7,7 @@ import re
 
 from vault import errors
 from vault.api.raw import RawRequest, RawResponse, RawRoute, json_raw
-from vault.api.routing import RouteDoc
+from vault.api.routing import HeaderDoc, RouteDoc
 from vault.checksums import parse_checksum
 from vault.numbers import ascii_int
 from vault.principal import Principal
@@ -63,7 +63,7 @@ def routes() -> list[RawRoute]:
     ]
 
 
-_CHECKSUM_HEADER = (
+_CHECKSUM_HEADER: HeaderDoc = (
     {"type": "string", "pattern": r"^\s*(blake3|sha256):[0-9a-fA-F]{64}\s*$"},
     False,
     "blake3:<64 hex> or sha256:<64 hex> of this chunk's bytes (the node checks it)",

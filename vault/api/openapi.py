@@ -29,9 +29,9 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         {"name": name, "in": "path", "required": True, "schema": doc.path_schemas.get(name, {"type": "string"})}
         for name in _path_params(doc.path)
     ]
-    for name, (schema, required, description) in doc.headers.items():
+    for name, (header_schema, required, description) in doc.headers.items():
         params.append(
-            {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
+            {"name": name, "in": "header", "required": required, "schema": header_schema, "description": description}
         )
     if doc.query is not None:
         for field in msgspec.structs.fields(doc.query):

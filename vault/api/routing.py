@@ -73,8 +73,8 @@ class RouteDoc:
     tags: list[str] = field(default_factory=list)
     # Path parameters that are not any string (``{"type": "integer", "minimum": 1}``).
     path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Request headers the route reads: name -> (JSON schema, required, description).
-    headers: dict[str, tuple[dict[str, Any], bool, str]] = field(default_factory=dict)
+    # Request headers the route reads, by name.
+    headers: dict[str, HeaderDoc] = field(default_factory=dict)
     # A body of raw bytes instead of JSON: its media type (and whether it must be there).
     raw_body: str | None = None
     raw_body_required: bool = True
@@ -82,6 +82,8 @@ class RouteDoc:
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# A request header a route reads, for the OpenAPI document: (JSON schema, required, description).
+HeaderDoc = tuple[dict[str, Any], bool, str]
 Handler = Callable[..., Awaitable[Any]]
 Q = TypeVar("Q")
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from vault import errors
 from vault.api.raw import ClientDisconnected, RawRequest, RawResponse, RawRoute, error_raw
-from vault.api.routing import RouteDoc
+from vault.api.routing import HeaderDoc, RouteDoc
 from vault.files.paths import normalize_folder, normalize_mime, normalize_name
 from vault.numbers import ascii_int
 from vault.tus.protocol import (
@@ -195,15 +195,19 @@ async def _create(req: RawRequest, tus: TusService, user_id: str, device_id: str
     return _empty(201, headers)
 
 
-_RESUMABLE = ({"type": "string", "const": TUS_VERSION}, True, "the tus version the client speaks (412 otherwise)")
-_OFFSET = ({"type": "integer", "minimum": 0, "maximum": MAX_FILE_SIZE}, True, "where this PATCH's bytes go")
-_CHECKSUM = (
+_RESUMABLE: HeaderDoc = (
+    {"type": "string", "const": TUS_VERSION},
+    True,
+    "the tus version the client speaks (412 otherwise)",
+)
+_OFFSET: HeaderDoc = ({"type": "integer", "minimum": 0, "maximum": MAX_FILE_SIZE}, True, "where this PATCH's bytes go")
+_CHECKSUM: HeaderDoc = (
     {"type": "string", "pattern": r"^ *(?i:sha1|sha256|blake3) +[A-Za-z0-9+/]*={0,2} *$"},
     False,
     f"ALGORITHM BASE64-DIGEST of this PATCH's bytes ({CHECKSUM_ALGORITHMS}); 460 when they differ",
 )
 _BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})"  # not empty
-_METADATA = (
+_METADATA: HeaderDoc = (
     {
         "type": "string",
         "pattern": r"(?:^|,) *filename " + _BASE64 + r" *(?:,|$)",
@@ -212,7 +216,7 @@ _METADATA = (
     "KEY BASE64,KEY BASE64 ...: filename (required), folder (absolute, default /) and filetype, "
     "each base64 of UTF-8 text that is a valid file name, folder and media type",
 )
-_HEADERS: dict[str, dict[str, tuple[dict[str, object], bool, str]]] = {
+_HEADERS: dict[str, dict[str, HeaderDoc]] = {
     "POST": {
         "Tus-Resumable": _RESUMABLE,
         "Upload-Length": (
