@@ -59,14 +59,14 @@ class VaultApp(QuartTrio):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] == "http":
-            allowed: set[str] = set()
+            allowed: list[str] = []
             for route in self.raw_routes:
                 params = route.match(scope["method"], scope["path"])
                 if params is not None:
                     await serve_raw(self.node, route, scope, receive, send, params)
                     return
                 if route.matches_path(scope["path"]):
-                    allowed |= route.methods
+                    allowed += [m for m in route.method_order if m not in allowed]
             if allowed:
                 # A raw route's path with another method: 405 naming the methods it has (Quart,
                 # which does not know these paths, would answer 404).
@@ -87,9 +87,9 @@ class VaultApp(QuartTrio):
         raise errors.PayloadTooLarge("Request body too large", details={"limit": limit})
 
 
-def _not_allowed(methods: set[str]) -> Callable[[RawRequest], Awaitable[RawResponse]]:
+def _not_allowed(methods: list[str]) -> Callable[[RawRequest], Awaitable[RawResponse]]:
     async def refuse(req: RawRequest) -> RawResponse:
-        raise errors.MethodNotAllowed(headers={"Allow": ", ".join(sorted(methods))})
+        raise errors.MethodNotAllowed(headers={"Allow": ", ".join(methods)})
 
     return refuse
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from vault.files.paths import FileName, FolderPath, MimeType
+from vault.files.paths import FOLDER_PATTERN, MAX_FOLDER_BYTES, FileName, MimeType
 from vault.files.records import FileEntry
 from vault.sync.coalesce import Changes
 from vault.uploads.wire import MAX_FILE_SIZE, PlannedFile
@@ -15,7 +15,9 @@ from vault.wire import TimestampOrEmpty, WireAnswer, WireQuery, WireRequest
 LocalId = Annotated[str, Meta(max_length=256)]
 FileId = Annotated[str, Meta(min_length=1, max_length=128)]
 Name = FileName
-Folder = FolderPath
+# Enforced when the request is decoded (a folder that is not absolute fails the whole request, as
+# before), unlike FolderPath's pattern elsewhere, which the handlers check with their own message.
+Folder = Annotated[str, Meta(min_length=1, max_length=MAX_FOLDER_BYTES, pattern=FOLDER_PATTERN)]
 Checksum = Annotated[str, Meta(pattern="^(blake3|sha256):[0-9a-fA-F]{64}$")]
 Version = Annotated[int, Meta(ge=1)]
 
