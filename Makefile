@@ -1,6 +1,6 @@
 # The two commands a new user needs: `make serve` and `make test`. Both set everything up first.
 # `make serve` (and `make install`) install only what the node needs; `make test` adds the
-# development tools (`.[dev]`: pytest, ruff, mypy, import-linter, hypothesis, tuspy) on top, and
+# development tools (`.[dev]`: pytest, ruff, mypy, import-linter, hypothesis, schemathesis, tuspy) on top, and
 # the client SDK and `vault-sync` (`client/`, its own distribution) so its tests run too.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 NODE_STAMP := $(VENV)/.installed-node
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test test-s3 lint typecheck unit install install-dev install-client client-wire bench bench-quick bench-nginx clean
+.PHONY: serve test test-s3 lint typecheck unit check-reliability install install-dev install-client client-wire bench bench-quick bench-nginx clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -47,10 +47,18 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# Every test but the reliability checks, which `make check-reliability` runs: `make test` runs
+# both, so each test runs once.
 unit: $(DEV_STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not reliability" $(PYTEST_ARGS)
 
-test: lint typecheck unit
+# The reliability checks (pytest marker `reliability`): crash loops, disk full and stalls, memory
+# under slow clients, load, hostile input, token attacks and BOLA, schemathesis against a live node.
+# `-rA` prints what each printed (kills, losses, requests/s, RssAnon ...) without `-s`.
+check-reliability: $(DEV_STAMP)
+	$(BIN)/pytest -m reliability -rA $(PYTEST_ARGS)
+
+test: lint typecheck unit check-reliability
 
 # The s3 backend's tests against a throw-away Ceph RADOS Gateway (started, then stopped; Ceph is
 # apt-installed the first time). Without a gateway `make test` skips them, saying so.

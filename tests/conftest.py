@@ -41,6 +41,14 @@ def _remove_lmdb_lock_dirs() -> Iterator[None]:
             shutil.rmtree(private, ignore_errors=True)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``test_schemathesis.py`` builds its test cases while it is collected (seconds of CPU); a
+    run that leaves the reliability checks out (``-m "not reliability"``, ``make unit``) skips it."""
+    if collection_path.name == "test_schemathesis.py" and config.getoption("markexpr") == "not reliability":
+        return True
+    return None
+
+
 @pytest.fixture(autouse=True)
 def _logging_as_it_was() -> Iterator[None]:
     """Undo what a test's in-process ``vault serve`` did to logging (``setup_logging`` replaces

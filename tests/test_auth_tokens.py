@@ -18,6 +18,8 @@ from vault.app import VaultApp
 from vault.auth.tokens import KeyRing
 from vault.config import Config
 
+pytestmark = pytest.mark.reliability
+
 
 def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()

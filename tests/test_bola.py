@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from tests.api_helpers import b3, init_upload, local_path, register, upload_file
 from tests.auth_support import REGISTER, register_body
+
+pytestmark = pytest.mark.reliability
 
 
 async def _alice(client: Any) -> dict[str, Any]:

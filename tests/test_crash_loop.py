@@ -26,6 +26,8 @@ from tests.process_node import free_port as _free_port
 from tests.process_node import serve as _serve
 from tests.process_node import wait_healthy as _wait_healthy
 
+pytestmark = pytest.mark.reliability
+
 KILLS = 15
 WORKERS = 4
 CHUNK = 64 * 1024

@@ -12,6 +12,8 @@ import pytest
 from tests.api_helpers import b3, init_upload, local_path, register, upload_file
 from vault.config import Config
 
+pytestmark = pytest.mark.reliability
+
 KiB = 1024
 
 

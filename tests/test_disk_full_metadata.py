@@ -19,6 +19,8 @@ from vault.app import create_app
 from vault.clock import TrioClock
 from vault.config import config_from_mapping
 
+pytestmark = pytest.mark.reliability
+
 MiB = 1024 * 1024
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests.api_helpers import register
 
+pytestmark = pytest.mark.reliability
+
 NOTIFY = "/api/mobile/notifications/register"
 SHARES = "/api/mobile/shares"
 DEEP = b"[" * 10_000 + b"]" * 10_000

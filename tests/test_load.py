@@ -15,12 +15,15 @@ from pathlib import Path
 
 import blake3
 import httpx
+import pytest
 import trio
 
 from tests.auth_support import register_body
 from tests.process_node import free_port as _free_port
 from tests.process_node import serve as _serve
 from tests.process_node import wait_healthy as _wait_healthy
+
+pytestmark = pytest.mark.reliability
 
 PHONES = 50
 DURATION = 40.0  # seconds of load (real time: this test measures a real node under real load)

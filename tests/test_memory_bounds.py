@@ -18,6 +18,8 @@ from tests.process_node import free_port as _free_port
 from tests.process_node import serve as _serve
 from tests.process_node import wait_healthy as _wait_healthy
 
+pytestmark = pytest.mark.reliability
+
 MiB = 1024 * 1024
 DOWNLOADERS = 50
 LIMIT_MB = 150

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import lmdb
 import msgspec
 import pytest
 import trio
 import trio.lowlevel
 
 from vault.meta import MetaStore, Table
+from vault.meta.store import MAX_KEY_SIZE, META
 
 
 class Note(msgspec.Struct):
@@ -173,3 +175,28 @@ async def test_a_finished_read_gives_its_reader_slot_back_even_while_its_txn_is_
     with store.read() as txn:
         assert txn.count(NOTES) == 0  # a reader slot was still free
     await store.close()
+
+
+async def test_keys_lmdb_cannot_hold_are_absent_not_errors(tmp_path: Path) -> None:
+    """Ids from clients reach lookups as keys: an empty one or one past LMDB's key size raised
+    BadValsizeError (``POST /upload/progress`` with ``uploadId: ""`` answered 500)."""
+    probe = lmdb.open(str(tmp_path / "probe"))
+    assert probe.max_key_size() == MAX_KEY_SIZE
+    probe.close()
+    store = MetaStore(tmp_path / "meta")
+    await store.open()
+    try:
+        await store.write(lambda txn: txn.put(NOTES, b"k" * MAX_KEY_SIZE, Note("longest")))
+        with store.read() as txn:
+            too_long = b"k" * (MAX_KEY_SIZE + 1)
+            for key in (b"", too_long):
+                assert txn.get(NOTES, key) is None
+                assert txn.get_bytes(META, key) is None
+            assert list(txn.scan(NOTES, too_long)) == []
+            assert list(txn.keys(NOTES, too_long)) == []
+            assert [k for k, _ in txn.scan(NOTES, b"k", start=too_long)] == []  # all keys sort below it
+            assert [k for k, _ in txn.scan(NOTES, b"k", start=b"k" * 600)] == []
+            assert txn.get(NOTES, b"k" * MAX_KEY_SIZE) == Note("longest")
+        assert not await store.write(lambda txn: txn.delete(NOTES, b""))
+    finally:
+        await store.close()

@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vault import errors
 from vault.files.paths import (
+    _REFUSED,
     DEFAULT_MIME,
+    FILE_PATH_PATTERN,
+    FOLDER_PATTERN,
+    MAX_NAME_BYTES,
+    NAME_PATTERN,
+    REFUSED_RANGES,
     normalize_folder,
     normalize_mime,
     normalize_name,
@@ -288,3 +297,60 @@ def test_names_with_invisible_or_spoofing_characters_are_refused(name: str) -> N
 )
 def test_emoji_joined_by_zero_width_joiners_are_names(name: str) -> None:
     assert normalize_name(name) == name
+
+
+# -- the OpenAPI patterns say what these functions accept -----------------------------------------
+
+
+def test_refused_ranges_are_the_refused_categories_of_this_python() -> None:
+    ranges: list[tuple[int, int]] = []
+    start = None
+    for cp in range(0x110000):
+        bad = unicodedata.category(chr(cp)) in _REFUSED
+        if bad and start is None:
+            start = cp
+        elif not bad and start is not None:
+            ranges.append((start, cp - 1))
+            start = None
+    assert tuple(ranges) == REFUSED_RANGES
+
+
+_PIECES = st.sampled_from(["/", ".", "..", "a", "é", E_ACUTE_NFD, "\n", "\x00", "\u200d", "\u202e", "\ue000"])
+_TEXTS = st.lists(_PIECES | st.characters(exclude_categories=["Cs"]), max_size=10).map("".join)
+_CHECKS = [(NAME_PATTERN, normalize_name), (FOLDER_PATTERN, normalize_folder), (FILE_PATH_PATTERN, split_path)]
+
+
+def _accepted(check: Callable[[str], object], text: str) -> bool:
+    try:
+        check(text)
+    except errors.ValidationError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXTS)
+def test_the_patterns_accept_what_the_functions_accept(text: str) -> None:
+    """Both ways, but for the two rules a pattern cannot state: the UTF-8 byte limits (these texts
+    are short) and the zero-width joiner inside an emoji sequence (the patterns refuse every one)."""
+    for pattern, check in _CHECKS:
+        matched = re.search(pattern, text) is not None
+        if matched or "\u200d" not in text:
+            assert matched == _accepted(check, text), (pattern[:12], text)
+
+
+@pytest.mark.parametrize(("pattern", "check"), _CHECKS)
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_what_a_pattern_generates_is_accepted(
+    pattern: str, check: Callable[[str], object], data: st.DataObject
+) -> None:
+    text = data.draw(st.from_regex(pattern).filter(lambda t: len(t.encode("utf-8")) <= MAX_NAME_BYTES))
+    assert _accepted(check, text), text
+
+
+def test_a_surrogate_is_refused_not_a_crash() -> None:
+    # Reordered checks: the byte length was measured first, and encoding a lone surrogate raised
+    # UnicodeEncodeError instead of VALIDATION_ERROR.
+    refused(lambda: normalize_name("\ud800"))
+    refused(lambda: normalize_folder("/a\ud800"))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from tests.auth_support import register_body
@@ -15,6 +16,8 @@ from tests.process_node import free_port as _free_port
 from tests.process_node import serve as _serve
 from tests.process_node import wait_healthy as _wait_healthy
 from tests.push_fakes import serving
+
+pytestmark = pytest.mark.reliability
 
 
 class FlakyHook:

@@ -603,7 +603,7 @@ async def test_the_openapi_document_describes_the_one_request_upload(client: Any
     assert all(p["in"] == "query" for p in params.values())
     assert {n for n, p in params.items() if p["required"]} == {"name", "checksum"}
     assert sorted(params["priority"]["schema"]["enum"]) == ["high", "low", "normal"]
-    assert params["name"]["schema"]["maxLength"] == 1024
+    assert params["name"]["schema"]["maxLength"] == 255
     body = op["requestBody"]
     assert "application/octet-stream" in body["content"] and str(16 * 1024 * KiB) in body["description"]
     assert {"201", "200", "400", "413", "422", "507", "default"} <= set(op["responses"])

@@ -127,6 +127,6 @@ async def test_the_openapi_document_describes_tus_health_metrics_and_head_on_con
     doc = await (await client.get("/api/mobile/openapi.json")).get_json()
     paths = doc["paths"]
     assert set(paths["/api/mobile/tus/"]) == {"options", "post"}
-    assert set(paths["/api/mobile/tus/{upload_id}"]) == {"head", "patch", "delete"}
+    assert set(paths["/api/mobile/tus/{upload_id}"]) == {"head", "patch", "delete", "options"}
     assert "head" in paths["/api/mobile/files/{file_id}/content"]
     assert "get" in paths["/api/health"] and "get" in paths["/metrics"]

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
 from tests.api_helpers import local_path, register
 from tests.conftest import running_app
 from vault.config import Config
+
+pytestmark = pytest.mark.reliability
 
 KiB = 1024
 

@@ -578,3 +578,36 @@ def _backend_config(config: Config) -> str:
     path = Path(config.storage.data_dir).parent / "gc.toml"
     path.write_text(f'[storage]\nbackend = "{config.storage.backend}"\n')
     return str(path)
+
+
+async def test_upload_ids_a_store_cannot_hold_are_not_found_not_500(client: Any) -> None:
+    """Found by schemathesis: ``uploadId: ""`` (and an id past LMDB's key size) answered 500."""
+    headers = await register(client)
+    for upload_id in ("", "u" * 600):
+        for path, body in (
+            ("/api/mobile/upload/progress", {"uploadId": upload_id}),
+            ("/api/mobile/upload/complete", {"uploadId": upload_id, "checksum": "blake3:" + "0" * 64}),
+        ):
+            response = await client.post(path, headers=headers, json=body)
+            assert response.status_code == 404, (path, upload_id[:5], await response.get_json())
+    response = await client.get("/api/mobile/upload/" + "u" * 600, headers=headers)
+    assert response.status_code == 404
+
+
+async def test_allow_names_only_the_methods_of_the_path_asked_about(client: Any) -> None:
+    """Found by schemathesis: ``OPTIONS /upload/init`` allowed GET and DELETE too (the routes of
+    ``/upload/{uploadId}`` matched ``init``), and a raw route's path with another method was 404."""
+    response = await client.options("/api/mobile/upload/init")
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == {"POST", "OPTIONS"}
+    response = await client.get("/api/mobile/upload/init", headers=await register(client))
+    assert response.status_code == 405
+    for path, allowed in (
+        ("/api/mobile/upload/u1/chunks/0", "PUT"),
+        ("/api/mobile/upload/u1/chunks", "PUT"),
+        ("/api/mobile/tus/", "OPTIONS, POST"),
+        ("/api/mobile/tus/u1", "OPTIONS, HEAD, PATCH, DELETE"),
+    ):
+        response = await client.open(path, method="TRACE")
+        assert response.status_code == 405, path
+        assert response.headers["Allow"] == allowed
+        assert (await response.get_json())["error"]["code"] == "METHOD_NOT_ALLOWED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -30,7 +31,7 @@ from vault.api.error_mapping import as_vault_error
 from vault.api.openapi import build_openapi
 from vault.api.raw import RawRequest, RawResponse, RawRoute, Receive, Scope, Send, serve_raw
 from vault.api.request_log import log_request
-from vault.api.routing import ApiRouter
+from vault.api.routing import CONVERTERS, ApiRouter
 from vault.api.system import docs as system_docs
 from vault.api.system import system
 from vault.chunks import ChunkBackend, StorageRefused, StorageUnavailable
@@ -58,11 +59,20 @@ class VaultApp(QuartTrio):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] == "http":
+            allowed: list[str] = []
             for route in self.raw_routes:
                 params = route.match(scope["method"], scope["path"])
                 if params is not None:
                     await serve_raw(self.node, route, scope, receive, send, params)
                     return
+                if route.matches_path(scope["path"]):
+                    allowed += [m for m in route.method_order if m not in allowed]
+            if allowed:
+                # A raw route's path with another method: 405 naming the methods it has (Quart,
+                # which does not know these paths, would answer 404).
+                route = RawRoute([scope["method"]], scope["path"], _not_allowed(allowed), "method_not_allowed")
+                await serve_raw(self.node, route, scope, receive, send, {})
+                return
             if _declared_length(scope) > int(self.config["MAX_CONTENT_LENGTH"]):
                 # Refused before a byte of the body is read, and the connection closed after the
                 # answer: Quart would answer 413 but keep the connection, whose unread body then
@@ -75,6 +85,13 @@ class VaultApp(QuartTrio):
     async def _too_large(self, req: RawRequest) -> RawResponse:
         limit = int(self.config["MAX_CONTENT_LENGTH"])
         raise errors.PayloadTooLarge("Request body too large", details={"limit": limit})
+
+
+def _not_allowed(methods: list[str]) -> Callable[[RawRequest], Awaitable[RawResponse]]:
+    async def refuse(req: RawRequest) -> RawResponse:
+        raise errors.MethodNotAllowed(headers={"Allow": ", ".join(methods)})
+
+    return refuse
 
 
 def _declared_length(scope: Scope) -> int:
@@ -119,6 +136,7 @@ def create_app(
     node = Node(config, clock=clock, periodic=periodic, backend=backend)
     app.node = node
     app.raw_routes = _raw_routes()
+    app.url_map.converters.update(CONVERTERS)
     app.register_blueprint(system)
     routers = _routers()
     for router in routers:

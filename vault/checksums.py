@@ -13,6 +13,8 @@ from vault import errors
 
 Algorithm = Literal["blake3", "sha256"]
 _RE = re.compile(r"^(blake3|sha256):([0-9a-fA-F]{64})$")
+# What ``parse_checksum`` accepts, for OpenAPI patterns (surrounding spaces are stripped).
+CHECKSUM_PATTERN = r"\s*(?:blake3|sha256):[0-9a-fA-F]{64}\s*"
 
 
 class Checksum(msgspec.Struct, frozen=True):

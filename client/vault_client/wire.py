@@ -82,7 +82,7 @@ class ChunkReceipt(Answer, kw_only=True):
 
 class CompleteRequest(Request, kw_only=True):
     upload_id: str
-    checksum: str
+    checksum: Annotated[str, Meta(pattern='^\\s*(?:blake3|sha256):[0-9a-fA-F]{64}\\s*$')]
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -208,8 +208,8 @@ class FileEntry(Answer, kw_only=True):
 
 class FilePatch(Request, kw_only=True):
     """Rename and/or move a file; at least one of `name` and `folder`."""
-    name: str | None = None
-    folder: str | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern='^(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')] | None = None
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')] | None = None
     base_version: Annotated[int, Meta(ge=1)] | None = None
 
 
@@ -249,9 +249,9 @@ class FolderListing(Answer, kw_only=True):
 
 class FolderPatch(Request, kw_only=True):
     """Rename the folder's last segment (`name`) and/or move it under another `parent`."""
-    folder: str
-    name: str | None = None
-    parent: str | None = None
+    folder: Annotated[str, Meta(min_length=2, max_length=4096, pattern='^(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*$(?!\\n)')]
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern='^(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')] | None = None
+    parent: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')] | None = None
 
 
 class Health(Answer, kw_only=True):
@@ -261,12 +261,12 @@ class Health(Answer, kw_only=True):
 
 
 class InitFile(Request, kw_only=True):
-    name: Annotated[str, Meta(min_length=1, max_length=1024)]
-    mime_type: Annotated[str, Meta(max_length=255)] = 'application/octet-stream'
-    folder: Annotated[str, Meta(max_length=4096)] = '/'
-    checksum: str | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern='^(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')]
+    mime_type: Annotated[str, Meta(max_length=255, pattern='^(?:[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}( *;[ -~]{0,200})?)?$(?!\\n)')] = 'application/octet-stream'
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')] = '/'
+    checksum: Annotated[str, Meta(pattern='^(?:\\s*(?:blake3|sha256):[0-9a-fA-F]{64}\\s*)?$')] | None = None
     priority: Literal['high', 'low', 'normal'] = 'normal'
-    last_modified: str | None = None
+    last_modified: Any | None = None
     local_id: Annotated[str, Meta(min_length=1, max_length=256)]
     size: Annotated[int, Meta(ge=0, le=17592186044416)]
 
@@ -291,14 +291,14 @@ class LogoutAnswer(Answer, kw_only=True):
 class MkdirChange(Request, kw_only=True, tag_field='action', tag='mkdir'):
     local_id: Annotated[str, Meta(max_length=256)] = ''
     base_version: Annotated[int, Meta(ge=1)] | None = None
-    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^/')]
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')]
 
 
 class MoveChange(Request, kw_only=True, tag_field='action', tag='move'):
     local_id: Annotated[str, Meta(max_length=256)] = ''
     base_version: Annotated[int, Meta(ge=1)] | None = None
     file_id: Annotated[str, Meta(min_length=1, max_length=128)]
-    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^/')]
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')]
 
 
 class MovedFolder(Answer, kw_only=True):
@@ -307,7 +307,7 @@ class MovedFolder(Answer, kw_only=True):
 
 
 class NewFolder(Request, kw_only=True):
-    folder: str
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')]
 
 
 class NotificationList(Answer, kw_only=True):
@@ -426,7 +426,7 @@ class QueueMkdir(Request, kw_only=True, tag_field='type', tag='mkdir'):
     id: Annotated[str, Meta(min_length=1, max_length=128, pattern='^[^\\x00-\\x1f\\x7f]+$')]
     priority: Literal['high', 'low', 'normal'] = 'normal'
     created_at: Annotated[str, Meta(max_length=64)] | None = None
-    folder: Annotated[str, Meta(min_length=1, max_length=4096)]
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')]
 
 
 class QueueMove(Request, kw_only=True, tag_field='type', tag='move'):
@@ -434,7 +434,7 @@ class QueueMove(Request, kw_only=True, tag_field='type', tag='move'):
     priority: Literal['high', 'low', 'normal'] = 'normal'
     created_at: Annotated[str, Meta(max_length=64)] | None = None
     file_id: Annotated[str, Meta(min_length=1, max_length=128)]
-    folder: Annotated[str, Meta(min_length=1, max_length=4096)]
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')]
 
 
 class QueueRename(Request, kw_only=True, tag_field='type', tag='rename'):
@@ -442,7 +442,7 @@ class QueueRename(Request, kw_only=True, tag_field='type', tag='rename'):
     priority: Literal['high', 'low', 'normal'] = 'normal'
     created_at: Annotated[str, Meta(max_length=64)] | None = None
     file_id: Annotated[str, Meta(min_length=1, max_length=128)]
-    name: Annotated[str, Meta(min_length=1, max_length=1024)]
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern='^(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')]
 
 
 class QueueResult(Answer, kw_only=True):
@@ -457,7 +457,7 @@ class QueueUpload(Request, kw_only=True, tag_field='type', tag='upload'):
     id: Annotated[str, Meta(min_length=1, max_length=128, pattern='^[^\\x00-\\x1f\\x7f]+$')]
     priority: Literal['high', 'low', 'normal'] = 'normal'
     created_at: Annotated[str, Meta(max_length=64)] | None = None
-    remote_path: Annotated[str, Meta(min_length=1, max_length=4352)]
+    remote_path: Annotated[str, Meta(min_length=2, max_length=4352, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/+)(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')]
     local_path: Annotated[str, Meta(max_length=4096)] = ''
 
 
@@ -485,8 +485,8 @@ class RefreshBody(Request, kw_only=True):
 
 
 class RegisterBody(Request, kw_only=True):
-    email: Annotated[str, Meta(min_length=3, max_length=320)]
-    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+    email: Annotated[str, Meta(min_length=3, max_length=254, pattern='^[^@\\s\\x00-\\x1f]{1,64}@(?![^@]*\\.\\.)[^@\\s\\x00-\\x1f]+\\.[^@\\s\\x00-\\x1f.]+$(?!\\n)')]
+    password: Annotated[str, Meta(min_length=8, max_length=1024)]
     device_info: DeviceInfoBody
     name: Annotated[str, Meta(max_length=100)] | None = None
 
@@ -510,7 +510,7 @@ class RenameChange(Request, kw_only=True, tag_field='action', tag='rename'):
     local_id: Annotated[str, Meta(max_length=256)] = ''
     base_version: Annotated[int, Meta(ge=1)] | None = None
     file_id: Annotated[str, Meta(min_length=1, max_length=128)]
-    name: Annotated[str, Meta(min_length=1, max_length=1024)]
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern='^(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')]
 
 
 class Resolution(Request, kw_only=True):
@@ -547,7 +547,7 @@ class SettingsPatch(Request, kw_only=True):
     background_sync: bool | None = None
     wifi_only: bool | None = None
     upload_quality: Literal['high', 'low', 'medium', 'original'] | None = None
-    sync_folders: Annotated[list[Annotated[str, Meta(min_length=1, max_length=4096)]], Meta(max_length=100)] | None = None
+    sync_folders: Annotated[list[Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')]], Meta(max_length=100)] | None = None
     max_cache_size: Annotated[int, Meta(ge=0, le=9223372036854775807)] | None = None
 
 
@@ -561,7 +561,7 @@ class ShareList(Answer, kw_only=True):
 
 class ShareRequest(Request, kw_only=True):
     file_id: Annotated[str, Meta(min_length=1, max_length=200)]
-    email: Annotated[str, Meta(min_length=3, max_length=254, pattern='^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$')]
+    email: Annotated[str, Meta(min_length=3, max_length=254, pattern='^[^@\\s\\x00-\\x1f]{1,64}@(?![^@]*\\.\\.)[^@\\s\\x00-\\x1f]+\\.[^@\\s\\x00-\\x1f.]+$(?!\\n)')]
 
 
 class ShareRevoked(Answer, kw_only=True):
@@ -630,19 +630,19 @@ class UpdateChange(Request, kw_only=True, tag_field='action', tag='update'):
     file_id: Annotated[str, Meta(min_length=1, max_length=128)]
     size: Annotated[int, Meta(ge=0, le=17592186044416)]
     checksum: Annotated[str, Meta(pattern='^(blake3|sha256):[0-9a-fA-F]{64}$')]
-    last_modified: str | None = None
+    last_modified: Any | None = None
 
 
 class UploadChange(Request, kw_only=True, tag_field='action', tag='upload'):
     """A new file the device has: created at once when the account already holds its content."""
     local_id: Annotated[str, Meta(max_length=256)] = ''
     base_version: Annotated[int, Meta(ge=1)] | None = None
-    name: Annotated[str, Meta(min_length=1, max_length=1024)]
-    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^/')] = '/'
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern='^(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')]
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')] = '/'
     size: Annotated[int, Meta(ge=0, le=17592186044416)]
     checksum: Annotated[str, Meta(pattern='^(blake3|sha256):[0-9a-fA-F]{64}$')]
-    last_modified: str | None = None
-    mime_type: Annotated[str, Meta(max_length=255)] = 'application/octet-stream'
+    last_modified: Any | None = None
+    mime_type: Annotated[str, Meta(max_length=255, pattern='^(?:[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}( *;[ -~]{0,200})?)?$(?!\\n)')] = 'application/octet-stream'
 
 
 class UploadOptions(Request, kw_only=True):
@@ -687,20 +687,20 @@ class WebPushKey(Answer, kw_only=True):
 
 
 class GetFilesQuery(Query, kw_only=True):
-    folder: str | None = None
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')] | None = None
     limit: Annotated[int, Meta(ge=1, le=5000)] | None = None
     cursor: str | None = None
 
 
 class GetSyncStatusQuery(Query, kw_only=True):
     sync_token: str | None = None
-    last_sync: str | None = None
+    last_sync: Any | None = None
     limit: Annotated[int, Meta(ge=1, le=5000)] | None = None
     wait: Annotated[int, Meta(ge=0, le=300)] | None = None
 
 
 class DeleteFoldersQuery(Query, kw_only=True):
-    folder: str | None = None
+    folder: Annotated[str, Meta(min_length=2, max_length=4096, pattern='^(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*$(?!\\n)')] | None = None
 
 
 class GetTrashQuery(Query, kw_only=True):
@@ -719,12 +719,12 @@ class GetNotificationsQuery(Query, kw_only=True):
 
 
 class PostUploadFileQuery(Query, kw_only=True):
-    name: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
-    mime_type: Annotated[str, Meta(max_length=255)] | None = None
-    folder: Annotated[str, Meta(max_length=4096)] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern='^(?!\\.\\.?$)[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+$(?!\\n)')] | None = None
+    mime_type: Annotated[str, Meta(max_length=255, pattern='^(?:[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}( *;[ -~]{0,200})?)?$(?!\\n)')] | None = None
+    folder: Annotated[str, Meta(min_length=1, max_length=4096, pattern='^(?:/+|(?:/(?!\\.\\.?(?:/|$))[^/\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U00013438\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]+)+/*)$(?!\\n)')] | None = None
     priority: Literal['high', 'low', 'normal'] | None = None
-    last_modified: str | None = None
-    checksum: str | None = None
+    last_modified: Any | None = None
+    checksum: Annotated[str, Meta(pattern='^\\s*(?:blake3|sha256):[0-9a-fA-F]{64}\\s*$')] | None = None
     local_id: Annotated[str, Meta(max_length=256)] | None = None
 
 
@@ -808,6 +808,8 @@ PUT_UPLOAD_UPLOAD_ID_CHUNKS = Endpoint('PUT', '/api/mobile/upload/{upload_id}/ch
 OPTIONS_TUS = Endpoint('OPTIONS', '/api/mobile/tus/', None, None, None, envelope=False, auth=False, status=204)
 # Create an upload (Upload-Length, Upload-Metadata: filename, folder, filetype); with a body of Content-Type application/offset+octet-stream, creation-with-upload
 POST_TUS = Endpoint('POST', '/api/mobile/tus/', None, None, None, envelope=False, auth=True, status=201)
+# tus capabilities: Tus-Version, Tus-Extension, Tus-Checksum-Algorithm, Tus-Max-Size
+OPTIONS_TUS_UPLOAD_ID = Endpoint('OPTIONS', '/api/mobile/tus/{upload_id}', None, None, None, envelope=False, auth=False, status=204)
 # Upload-Offset and Upload-Length of an upload
 HEAD_TUS_UPLOAD_ID = Endpoint('HEAD', '/api/mobile/tus/{upload_id}', None, None, None, envelope=False, auth=True, status=200)
 # Append bytes at Upload-Offset (optional Upload-Checksum; 460 on mismatch)

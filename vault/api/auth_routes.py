@@ -10,10 +10,11 @@ from quart import Response
 
 from vault.api.envelope import ok
 from vault.api.routing import ApiRouter, Ctx
+from vault.auth.passwords import MIN_PASSWORD_LENGTH
 from vault.auth.service import TokenPair
 from vault.clock import rfc3339
 from vault.devices.records import DeviceInfo
-from vault.wire import WireAnswer, WireRequest
+from vault.wire import Email, WireAnswer, WireRequest
 
 router = ApiRouter("auth")
 
@@ -32,8 +33,10 @@ class DeviceInfoBody(WireRequest):
 
 
 class RegisterBody(WireRequest):
-    email: Annotated[str, Meta(min_length=3, max_length=320)]
-    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+    email: Email
+    # At least MIN_PASSWORD_LENGTH characters for a new account (checked then, with its own
+    # message; a shorter one signs in to no account); every account's password has them.
+    password: Annotated[str, Meta(max_length=1024, extra_json_schema={"minLength": MIN_PASSWORD_LENGTH})]
     device_info: DeviceInfoBody
     name: Annotated[str, Meta(max_length=100)] | None = None
 

@@ -8,7 +8,7 @@ import re
 
 from vault import errors
 from vault.api.raw import RawRequest, RawResponse, RawRoute, json_raw
-from vault.api.routing import RouteDoc
+from vault.api.routing import HeaderDoc, RouteDoc
 from vault.checksums import parse_checksum
 from vault.config import Config
 from vault.files.records import file_entry
@@ -19,13 +19,14 @@ from vault.uploads.wire import ChunkReceipt, FileUploadQuery, FileUploadResponse
 CHUNK_PATH = "/api/mobile/upload/{upload_id}/chunks/{index}"
 FILE_PATH = "/api/mobile/upload/{upload_id}/chunks"
 ONE_REQUEST_PATH = "/api/mobile/upload/file"
+MAX_CHUNK_INDEX = 999_999_999  # nine digits: more than any file's chunk count
 _CONTENT_RANGE = re.compile(r"^bytes ([0-9]{1,20})-([0-9]{1,20})/([0-9]{1,20})$")
 
 
 async def put_chunk(req: RawRequest) -> RawResponse:
     principal = await req.node.authenticate(req.header("authorization"))
     raw_index = req.params["index"]
-    index = ascii_int(raw_index, max_digits=9)
+    index = ascii_int(raw_index, max_digits=len(str(MAX_CHUNK_INDEX)))
     if index is None:
         raise errors.ValidationError("chunk index must be a non-negative integer")
     return await _receive(req, principal, index)
@@ -79,6 +80,13 @@ def routes() -> list[RawRoute]:
     ]
 
 
+_CHECKSUM_HEADER: HeaderDoc = (
+    {"type": "string", "pattern": r"^\s*(blake3|sha256):[0-9a-fA-F]{64}\s*$"},
+    False,
+    "blake3:<64 hex> or sha256:<64 hex> of this chunk's bytes (the node checks it)",
+)
+
+
 def docs(config: Config) -> list[RouteDoc]:
     """OpenAPI entries for the raw routes (their bodies are bytes, their answers structs)."""
     checksum = "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>"
@@ -93,7 +101,10 @@ def docs(config: Config) -> list[RouteDoc]:
             query=FileUploadQuery,
             status=201,
             tags=["uploads"],
-            raw_body=f"The file's bytes: at most {limit} ([uploads] max_single_request_size), Content-Length required",
+            raw_body="application/octet-stream",
+            raw_body_description=(
+                f"The file's bytes: at most {limit} ([uploads] max_single_request_size), Content-Length required"
+            ),
             also=((200, "The file at that folder and name already holds this content: nothing changed"),),
             errors=(
                 (400, "VALIDATION_ERROR: a query parameter, or no Content-Length"),
@@ -109,6 +120,10 @@ def docs(config: Config) -> list[RouteDoc]:
             f"Upload one chunk's raw bytes (application/octet-stream); {checksum}",
             response=ChunkReceipt,
             tags=["uploads"],
+            path_schemas={"index": {"type": "integer", "minimum": 0, "maximum": MAX_CHUNK_INDEX}},
+            headers={"X-Chunk-Checksum": _CHECKSUM_HEADER},
+            raw_body="application/octet-stream",
+            raw_body_required=False,
         ),
         RouteDoc(
             "PUT",
@@ -117,5 +132,15 @@ def docs(config: Config) -> list[RouteDoc]:
             f"Content-Range: bytes START-END/SIZE (its planned range); {checksum}",
             response=ChunkReceipt,
             tags=["uploads"],
+            headers={
+                "Content-Range": (
+                    {"type": "string", "pattern": r"^\s*bytes [0-9]{1,20}-[0-9]{1,20}/[0-9]{1,20}\s*$"},
+                    True,
+                    "bytes START-END/SIZE: one planned chunk's range of the file",
+                ),
+                "X-Chunk-Checksum": _CHECKSUM_HEADER,
+            },
+            raw_body="application/octet-stream",
+            raw_body_required=False,
         ),
     ]

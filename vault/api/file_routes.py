@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
 from msgspec import Meta
@@ -21,7 +21,7 @@ from vault.files import queries as files
 from vault.files import versions
 from vault.files.changes import ChangeTxn, DeleteFile, MoveFile, RestoreVersion, check_version
 from vault.files.download import stream_range
-from vault.files.paths import normalize_folder, normalize_name, servable_mime
+from vault.files.paths import FileName, FolderPath, normalize_folder, normalize_name, servable_mime
 from vault.files.ranges import Unsatisfiable, parse_range
 from vault.files.records import FileEntry, FileRecord, Manifest, file_entry
 from vault.meta import MetaStore
@@ -49,7 +49,7 @@ MAX_PAGE = 5000
 
 
 class ListQuery(WireRequest):
-    folder: Annotated[str, Meta(description="absolute folder path")] = "/"
+    folder: FolderPath = "/"
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="files per page")] = DEFAULT_PAGE
     cursor: Annotated[str, Meta(description="nextCursor of the previous page")] = ""
 
@@ -224,8 +224,16 @@ class FileDeleted(WireAnswer):
 class FilePatch(WireRequest):
     """Rename and/or move a file; at least one of ``name`` and ``folder``."""
 
-    name: Annotated[str, Meta(description="new name (one path segment)")] | None = None
-    folder: Annotated[str, Meta(description="absolute folder to move the file to")] | None = None
+    # The OpenAPI schema's own words for "at least one of them" (build_openapi merges it in).
+    __openapi_extra__: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["name"], "properties": {"name": {"type": "string"}}},
+            {"required": ["folder"], "properties": {"folder": {"type": "string"}}},
+        ]
+    }
+
+    name: Annotated[FileName, Meta(description="new name (one path segment)")] | None = None
+    folder: Annotated[FolderPath, Meta(description="absolute folder to move the file to")] | None = None
     base_version: (
         Annotated[int, Meta(ge=1, description="the version this change is based on (409 CONFLICT otherwise)")] | None
     ) = None
@@ -309,7 +317,11 @@ def _versions(meta: MetaStore, user_id: str, file_id: str) -> VersionList:
     )
 
 
-@router.post("/files/<file_id>/versions/<version>/restore", response=FileResponse)
+@router.post(
+    "/files/<file_id>/versions/<version>/restore",
+    response=FileResponse,
+    path_schemas={"version": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+)
 async def restore_version(ctx: Ctx, file_id: str, version: str) -> FileResponse:
     """Make an earlier content the newest version (the current one is kept as an earlier one)."""
     number = ascii_int(version)

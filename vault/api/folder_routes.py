@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from msgspec import Meta
 
@@ -10,28 +10,34 @@ from vault import errors
 from vault.api.routing import ApiRouter, Ctx
 from vault.files import queries
 from vault.files.changes import ChangeTxn, DeleteFolder, MakeFolder, MoveFolder
-from vault.files.paths import normalize_folder, normalize_name
+from vault.files.paths import FileName, FolderPath, NonRootFolder, normalize_folder, normalize_name
 from vault.wire import WireAnswer, WireRequest
 
 router = ApiRouter("folders")
 
-_FOLDER = Meta(description="absolute folder path, such as /photos/2024")
-
 
 class NewFolder(WireRequest):
-    folder: Annotated[str, _FOLDER]
+    folder: FolderPath
 
 
 class FolderPatch(WireRequest):
     """Rename the folder's last segment (``name``) and/or move it under another ``parent``."""
 
-    folder: Annotated[str, _FOLDER]
-    name: Annotated[str, Meta(description="new last segment")] | None = None
-    parent: Annotated[str, Meta(description="absolute folder to move it under")] | None = None
+    # "At least one of name and parent", in the OpenAPI schema's words (build_openapi merges it in).
+    __openapi_extra__: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["name"], "properties": {"name": {"type": "string"}}},
+            {"required": ["parent"], "properties": {"parent": {"type": "string"}}},
+        ]
+    }
+
+    folder: NonRootFolder
+    name: Annotated[FileName, Meta(description="new last segment")] | None = None
+    parent: Annotated[FolderPath, Meta(description="absolute folder to move it under")] | None = None
 
 
 class FolderQuery(WireRequest):
-    folder: Annotated[str, _FOLDER]
+    folder: NonRootFolder
 
 
 class FolderAnswer(WireAnswer):

@@ -26,8 +26,13 @@ class ErrorEnvelope(WireAnswer):
 def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": doc.tags}
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in _path_params(doc.path)
+        {"name": name, "in": "path", "required": True, "schema": doc.path_schemas.get(name, {"type": "string"})}
+        for name in _path_params(doc.path)
     ]
+    for name, (header_schema, required, description) in doc.headers.items():
+        params.append(
+            {"name": name, "in": "header", "required": required, "schema": header_schema, "description": description}
+        )
     if doc.query is not None:
         for field in msgspec.structs.fields(doc.query):
             params.append(
@@ -47,9 +52,9 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         }
     elif doc.raw_body is not None:
         op["requestBody"] = {
-            "required": True,
-            "description": doc.raw_body,
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "required": doc.raw_body_required,
+            **({"description": doc.raw_body_description} if doc.raw_body_description else {}),
+            "content": {doc.raw_body: {"schema": {"type": "string", "format": "binary"}}},
         }
     if doc.response is not None:
         inner = refs[doc.response]
@@ -69,6 +74,7 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         str(doc.status): ok,
         **{str(status): {**ok, "description": text} for status, text in doc.also},
         **{str(status): {"description": text, "content": envelope} for status, text in doc.errors},
+        **doc.responses,
         "default": {"description": "Error envelope", "content": envelope},
     }
     if doc.auth:
@@ -91,6 +97,11 @@ def build_openapi(docs: list[RouteDoc]) -> dict[str, Any]:
             if kind is not None and kind not in types:
                 types.append(kind)
     schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    for kind in types:
+        # What a struct's fields cannot say (such as "at least one of these"), in the schema's words.
+        extra = getattr(kind, "__openapi_extra__", None)
+        if extra:
+            components[kind.__name__].update(extra)
     refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for doc in docs:

@@ -169,7 +169,8 @@ class RawRoute:
     """A method + path pattern (``{name}`` segments) served outside Quart."""
 
     def __init__(self, methods: Iterable[str], pattern: str, handler: RawHandler, name: str) -> None:
-        self.methods = {m.upper() for m in methods}
+        self.method_order = [m.upper() for m in methods]
+        self.methods = set(self.method_order)
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
         self._regex = re.compile(f"^{regex}$")
         self.handler = handler
@@ -181,6 +182,9 @@ class RawRoute:
             return None
         found = self._regex.match(path)
         return None if found is None else found.groupdict()
+
+    def matches_path(self, path: str) -> bool:
+        return self._regex.match(path) is not None
 
 
 async def serve_raw(

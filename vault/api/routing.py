@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from quart import Blueprint, Request, Response, current_app, request
+from werkzeug.routing import BaseConverter
 
 from vault import errors
 from vault.api.compression import json_bytes_response_offloaded
@@ -25,6 +26,16 @@ if TYPE_CHECKING:
     from vault.node import Node
 
 API_PREFIX = "/api/mobile"
+
+
+class UploadSessionConverter(BaseConverter):
+    """``<session:upload_id>``: any segment but the actions beside it (``/upload/init`` ...), so
+    that ``OPTIONS /upload/init`` allows POST alone instead of the session's GET and DELETE too."""
+
+    regex = r"(?!(?:init|progress|complete)$)[^/]+"
+
+
+CONVERTERS: dict[str, type[BaseConverter]] = {"session": UploadSessionConverter}
 
 
 @dataclass
@@ -60,14 +71,24 @@ class RouteDoc:
     envelope: bool = True
     query: type | None = None
     tags: list[str] = field(default_factory=list)
-    # A raw route's body of bytes (``application/octet-stream``): what it is, for the document.
+    # Path parameters that are not any string (``{"type": "integer", "minimum": 1}``).
+    path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Request headers the route reads, by name.
+    headers: dict[str, HeaderDoc] = field(default_factory=dict)
+    # A body of raw bytes instead of JSON: its media type (and whether it must be there), and what it is.
     raw_body: str | None = None
+    raw_body_required: bool = True
+    raw_body_description: str | None = None
     # More success statuses answering the same struct (``status`` is the first, the usual one).
     also: tuple[tuple[int, str], ...] = ()
     # Error statuses worth naming (each answers the error envelope), with when.
     errors: tuple[tuple[int, str], ...] = ()
+    # Answers besides the success one and the error envelope (OpenAPI response objects by status).
+    responses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# A request header a route reads, for the OpenAPI document: (JSON schema, required, description).
+HeaderDoc = tuple[dict[str, Any], bool, str]
 Handler = Callable[..., Awaitable[Any]]
 Q = TypeVar("Q")
 
@@ -111,6 +132,7 @@ class ApiRouter:
         status: int = 200,
         envelope: bool = True,
         summary: str = "",
+        path_schemas: dict[str, dict[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler(ctx, [body,] **path_params)``.
 
@@ -137,7 +159,7 @@ class ApiRouter:
             endpoint.__name__ = f"{method.lower()}_{handler.__name__}"
             self.blueprint.add_url_rule(path, view_func=endpoint, methods=[method])
             doc_path = self.prefix + path.replace("<", "{").replace(">", "}")
-            for conv in ("string:", "path:", "int:"):
+            for conv in ("string:", "path:", "int:", *(f"{name}:" for name in CONVERTERS)):
                 doc_path = doc_path.replace("{" + conv, "{")
             self.docs.append(
                 RouteDoc(
@@ -153,6 +175,7 @@ class ApiRouter:
                     envelope=envelope,
                     query=query,
                     tags=[self.tag],
+                    path_schemas=path_schemas or {},
                 )
             )
             return handler

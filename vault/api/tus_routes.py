@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from vault import errors
 from vault.api.raw import ClientDisconnected, RawRequest, RawResponse, RawRoute, error_raw
-from vault.api.routing import RouteDoc
+from vault.api.routing import HeaderDoc, RouteDoc
 from vault.files.paths import normalize_folder, normalize_mime, normalize_name
 from vault.numbers import ascii_int
 from vault.tus.protocol import (
@@ -195,10 +195,56 @@ async def _create(req: RawRequest, tus: TusService, user_id: str, device_id: str
     return _empty(201, headers)
 
 
+_RESUMABLE: HeaderDoc = (
+    {"type": "string", "const": TUS_VERSION},
+    True,
+    "the tus version the client speaks (412 otherwise)",
+)
+_OFFSET: HeaderDoc = ({"type": "integer", "minimum": 0, "maximum": MAX_FILE_SIZE}, True, "where this PATCH's bytes go")
+_CHECKSUM: HeaderDoc = (
+    {"type": "string", "pattern": r"^ *(?i:sha1|sha256|blake3) +[A-Za-z0-9+/]*={0,2} *$"},
+    False,
+    f"ALGORITHM BASE64-DIGEST of this PATCH's bytes ({CHECKSUM_ALGORITHMS}); 460 when they differ",
+)
+_BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})"  # not empty
+_METADATA: HeaderDoc = (
+    {
+        "type": "string",
+        "pattern": r"(?:^|,) *filename " + _BASE64 + r" *(?:,|$)",
+    },
+    True,
+    "KEY BASE64,KEY BASE64 ...: filename (required), folder (absolute, default /) and filetype, "
+    "each base64 of UTF-8 text that is a valid file name, folder and media type",
+)
+_HEADERS: dict[str, dict[str, HeaderDoc]] = {
+    "POST": {
+        "Tus-Resumable": _RESUMABLE,
+        "Upload-Length": (
+            {"type": "integer", "minimum": 0, "maximum": MAX_FILE_SIZE},
+            True,
+            "the file's size in bytes (413 beyond Tus-Max-Size)",
+        ),
+        "Upload-Metadata": _METADATA,
+        "Upload-Checksum": _CHECKSUM,
+    },
+    "HEAD": {"Tus-Resumable": _RESUMABLE},
+    "PATCH": {"Tus-Resumable": _RESUMABLE, "Upload-Offset": _OFFSET, "Upload-Checksum": _CHECKSUM},
+    "DELETE": {"Tus-Resumable": _RESUMABLE},
+}
+_VERSION_REFUSED = {
+    "412": {
+        "description": "Tus-Resumable missing or not 1.0.0 (no body)",
+        "headers": {"Tus-Version": {"schema": {"type": "string", "const": TUS_VERSION}}},
+    }
+}
+
+
 def docs() -> list[RouteDoc]:
     """OpenAPI entries for tus 1.0 (headers in and out, no JSON bodies but for errors)."""
+    capabilities = "tus capabilities: Tus-Version, Tus-Extension, Tus-Checksum-Algorithm, Tus-Max-Size"
     summaries = {
-        ("OPTIONS", BASE + "/"): "tus capabilities: Tus-Version, Tus-Extension, Tus-Checksum-Algorithm, Tus-Max-Size",
+        ("OPTIONS", BASE + "/"): capabilities,
+        ("OPTIONS", BASE + "/{upload_id}"): capabilities,
         ("POST", BASE + "/"): "Create an upload (Upload-Length, Upload-Metadata: filename, folder, filetype); "
         "with a body of Content-Type application/offset+octet-stream, creation-with-upload",
         ("HEAD", BASE + "/{upload_id}"): "Upload-Offset and Upload-Length of an upload",
@@ -206,16 +252,31 @@ def docs() -> list[RouteDoc]:
         ("DELETE", BASE + "/{upload_id}"): "Terminate an upload",
     }
     statuses = {"OPTIONS": 204, "POST": 201, "HEAD": 200, "PATCH": 204, "DELETE": 204}
+    bodies = {"POST": False, "PATCH": True}  # creation-with-upload: POST may carry the first bytes
     return [
-        RouteDoc(method, path, summary, auth=method != "OPTIONS", status=statuses[method], envelope=False, tags=["tus"])
+        RouteDoc(
+            method,
+            path,
+            summary,
+            auth=method != "OPTIONS",
+            status=statuses[method],
+            envelope=False,
+            tags=["tus"],
+            headers=_HEADERS.get(method, {}),
+            raw_body=OFFSET_CONTENT_TYPE if method in bodies else None,
+            raw_body_required=bodies.get(method, False),
+            responses=_VERSION_REFUSED if method != "OPTIONS" else {},
+        )
         for (method, path), summary in summaries.items()
     ]
 
 
 def routes() -> list[RawRoute]:
-    methods = ["OPTIONS", "POST", "HEAD", "PATCH", "DELETE"]
+    # Any other method on these paths is answered 405 with these in Allow (VaultApp.__call__).
+    create = [m.strip() for m in _CREATE_METHODS.split(",")]
+    upload = [m.strip() for m in _UPLOAD_METHODS.split(",")]
     return [
-        RawRoute(methods, BASE, handle, "tus"),
-        RawRoute(methods, BASE + "/", handle, "tus"),
-        RawRoute(methods, BASE + "/{upload_id}", handle, "tus_upload"),
+        RawRoute(create, BASE, handle, "tus"),
+        RawRoute(create, BASE + "/", handle, "tus"),
+        RawRoute(upload, BASE + "/{upload_id}", handle, "tus_upload"),
     ]

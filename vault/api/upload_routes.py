@@ -30,7 +30,7 @@ async def progress(ctx: Ctx, body: ProgressRequest) -> UploadState:
     return await ctx.node.uploads.state(ctx.principal.user_id, body.upload_id)
 
 
-@router.get("/upload/<upload_id>", response=UploadState)
+@router.get("/upload/<session:upload_id>", response=UploadState)
 async def state(ctx: Ctx, upload_id: str) -> UploadState:
     """Resume after a crash: the chunks the node holds."""
     return await ctx.node.uploads.state(ctx.principal.user_id, upload_id)
@@ -43,7 +43,7 @@ async def complete(ctx: Ctx, body: CompleteRequest) -> CompleteResponse:
     return CompleteResponse(file=file_entry(record))
 
 
-@router.delete("/upload/<upload_id>", response=AbortResponse)
+@router.delete("/upload/<session:upload_id>", response=AbortResponse)
 async def abort(ctx: Ctx, upload_id: str) -> AbortResponse:
     """Abort an upload and release what it holds."""
     upload = await ctx.node.uploads.abort(ctx.principal.user_id, upload_id)

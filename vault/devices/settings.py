@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from vault.files.paths import normalize_folder
+from vault.files.paths import FolderPath, normalize_folder
 from vault.wire import WireAnswer, WireRequest
 
 UploadQuality = Literal["original", "high", "medium", "low"]
@@ -15,7 +15,7 @@ UploadQuality = Literal["original", "high", "medium", "low"]
 DEFAULT_MAX_CACHE_SIZE = 1024**3
 MAX_SYNC_FOLDERS = 100
 
-Folder = Annotated[str, Meta(min_length=1, max_length=4096)]
+Folder = FolderPath
 
 
 def _default_folders() -> list[str]:

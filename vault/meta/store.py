@@ -35,6 +35,14 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
+# LMDB's longest key (py-lmdb's build; ``Environment.max_key_size()``). Ids reach lookups from
+# clients (paths, bodies, cursors): an empty or longer key is in no table, and LMDB would raise
+# BadValsizeError (a 500) for it, so lookups answer "absent" and scans seek where such a key would be.
+MAX_KEY_SIZE = 511
+
+
+def _storable(key: bytes) -> bool:
+    return 0 < len(key) <= MAX_KEY_SIZE
 
 
 class MetaStoreError(Exception):
@@ -90,6 +98,8 @@ class Txn:
         self.written: set[str] = set()
 
     def get(self, table: Table[R], key: bytes) -> R | None:
+        if not _storable(key):
+            return None
         raw = self.raw.get(key, db=self._dbs[table.name])
         return None if raw is None else table.decode(raw)
 
@@ -98,9 +108,11 @@ class Txn:
         self.raw.put(key, table.encode(value), db=self._dbs[table.name])
 
     def delete(self, table: Table[Any], key: bytes) -> bool:
-        return bool(self.raw.delete(key, db=self._dbs[table.name]))
+        return _storable(key) and bool(self.raw.delete(key, db=self._dbs[table.name]))
 
     def get_bytes(self, table: RawTable, key: bytes) -> bytes | None:
+        if not _storable(key):
+            return None
         value = self.raw.get(key, db=self._dbs[table.name])
         return None if value is None else bytes(value)
 
@@ -109,12 +121,14 @@ class Txn:
         self.raw.put(key, value, db=self._dbs[table.name])
 
     def delete_key(self, table: RawTable | Table[Any], key: bytes) -> bool:
-        return bool(self.raw.delete(key, db=self._dbs[table.name]))
+        return _storable(key) and bool(self.raw.delete(key, db=self._dbs[table.name]))
 
     def scan_bytes(
         self, table: RawTable | Table[Any], prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Raw pairs whose key starts with ``prefix``, ascending from ``start`` (or descending)."""
+        if len(prefix) > MAX_KEY_SIZE:
+            return
         cursor = self.raw.cursor(db=self._dbs[table.name])
         if reverse:
             upper = _prefix_upper_bound(prefix)
@@ -130,13 +144,15 @@ class Txn:
                 yield key, bytes(cursor.value())
                 found = cursor.prev()
             return
-        if not cursor.set_range(max(prefix, start or b"")):
+        first = max(prefix, start or b"")
+        if not cursor.set_range(first[:MAX_KEY_SIZE]):
             return
         for raw_key, value in cursor:
             key = bytes(raw_key)
             if not key.startswith(prefix):
                 return
-            yield key, bytes(value)
+            if key >= first:  # (below it only when ``first`` was too long to seek to)
+                yield key, bytes(value)
 
     def scan(
         self, table: Table[R], prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
@@ -146,14 +162,18 @@ class Txn:
 
     def keys(self, table: RawTable | Table[Any], prefix: bytes = b"", *, start: bytes | None = None) -> Iterator[bytes]:
         """Keys with ``prefix`` without reading their values (LMDB cursors skip them cheaply)."""
+        if len(prefix) > MAX_KEY_SIZE:
+            return
         cursor = self.raw.cursor(db=self._dbs[table.name])
-        if not cursor.set_range(max(prefix, start or b"")):
+        first = max(prefix, start or b"")
+        if not cursor.set_range(first[:MAX_KEY_SIZE]):
             return
         for raw_key in cursor.iternext(keys=True, values=False):
             key = bytes(raw_key)
             if not key.startswith(prefix):
                 return
-            yield key
+            if key >= first:
+                yield key
 
     def count(self, table: RawTable | Table[Any], prefix: bytes = b"") -> int:
         return sum(1 for _ in self.keys(table, prefix))

@@ -6,16 +6,16 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from vault.wire import WireAnswer, WireQuery, WireRequest
+from vault.files.paths import FileName, FilePath, FolderPath
+from vault.wire import Timestamp, WireAnswer, WireQuery, WireRequest
 
 # The client's idempotency key: printable, no control characters (it is part of a storage key).
 OperationId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Priority = Literal["high", "normal", "low"]
 Status = Literal["queued", "waiting", "done", "failed"]
 FileId = Annotated[str, Meta(min_length=1, max_length=128)]
-Folder = Annotated[str, Meta(min_length=1, max_length=4096)]
-Name = Annotated[str, Meta(min_length=1, max_length=1024)]
-Timestamp = Annotated[str, Meta(max_length=64, description="RFC 3339 time the app made the operation")]
+Folder = FolderPath
+Name = FileName
 
 MAX_PAGE = 5000
 DEFAULT_PAGE = 1000
@@ -31,7 +31,7 @@ class _Operation(WireRequest, tag_field="type", kw_only=True):
 class QueueUpload(_Operation, tag="upload", kw_only=True):
     """Done once an upload of this account completes at ``remotePath`` (``/folder/name``)."""
 
-    remote_path: Annotated[str, Meta(min_length=1, max_length=4352)]
+    remote_path: FilePath
     local_path: Annotated[str, Meta(max_length=4096)] = ""
 
 

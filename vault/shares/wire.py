@@ -6,12 +6,12 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from vault.wire import WireAnswer, WireRequest
+from vault.wire import Email, WireAnswer, WireRequest
 
 
 class ShareRequest(WireRequest):
     file_id: Annotated[str, Meta(min_length=1, max_length=200)]
-    email: Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    email: Email
 
 
 class ShareView(WireAnswer):

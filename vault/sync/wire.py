@@ -6,15 +6,18 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
+from vault.files.paths import FOLDER_PATTERN, MAX_FOLDER_BYTES, FileName, MimeType
 from vault.files.records import FileEntry
 from vault.sync.coalesce import Changes
 from vault.uploads.wire import MAX_FILE_SIZE, PlannedFile
-from vault.wire import WireAnswer, WireQuery, WireRequest
+from vault.wire import TimestampOrEmpty, WireAnswer, WireQuery, WireRequest
 
 LocalId = Annotated[str, Meta(max_length=256)]
 FileId = Annotated[str, Meta(min_length=1, max_length=128)]
-Name = Annotated[str, Meta(min_length=1, max_length=1024)]
-Folder = Annotated[str, Meta(min_length=1, max_length=4096, pattern="^/")]
+Name = FileName
+# Enforced when the request is decoded (a folder that is not absolute fails the whole request, as
+# before), unlike FolderPath's pattern elsewhere, which the handlers check with their own message.
+Folder = Annotated[str, Meta(min_length=1, max_length=MAX_FOLDER_BYTES, pattern=FOLDER_PATTERN)]
 Checksum = Annotated[str, Meta(pattern="^(blake3|sha256):[0-9a-fA-F]{64}$")]
 Version = Annotated[int, Meta(ge=1)]
 
@@ -32,8 +35,8 @@ class UploadChange(_Change, tag="upload", kw_only=True):
     folder: Folder = "/"
     size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
     checksum: Checksum
-    last_modified: str | None = None
-    mime_type: Annotated[str, Meta(max_length=255)] = "application/octet-stream"
+    last_modified: TimestampOrEmpty | None = None
+    mime_type: MimeType = "application/octet-stream"
 
 
 class UpdateChange(_Change, tag="update", kw_only=True):
@@ -42,7 +45,7 @@ class UpdateChange(_Change, tag="update", kw_only=True):
     file_id: FileId
     size: Annotated[int, Meta(ge=0, le=MAX_FILE_SIZE)]
     checksum: Checksum
-    last_modified: str | None = None
+    last_modified: TimestampOrEmpty | None = None
 
 
 class DeleteChange(_Change, tag="delete", kw_only=True):
@@ -116,7 +119,7 @@ class StatusQuery(WireQuery):
     """Query parameters of ``GET /sync/status``."""
 
     sync_token: str | None = None
-    last_sync: Annotated[str, Meta(description="RFC 3339 time; changes after it")] | None = None
+    last_sync: Annotated[TimestampOrEmpty, Meta(description="RFC 3339 time; changes after it")] | None = None
     limit: Annotated[int, Meta(ge=1, le=5000)] = 1000
     wait: Annotated[int, Meta(ge=0, le=LONGEST_WAIT, description="seconds to hold the request until a change")] = 0
 

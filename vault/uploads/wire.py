@@ -7,9 +7,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from vault.checksums import CHECKSUM_PATTERN
+from vault.files.paths import FileName, FolderPath, MimeType
 from vault.files.records import FileEntry
 from vault.uploads.chunk_ranges import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
-from vault.wire import WireAnswer, WireRequest
+from vault.wire import TimestampOrEmpty, WireAnswer, WireRequest
 
 Priority = Literal["high", "normal", "low"]
 NonNegative = Annotated[int, Meta(ge=0)]
@@ -20,12 +22,12 @@ class FileFields(WireRequest):
     """A file to upload as the client describes it: the fields ``upload/init``'s entries and the
     one-request upload's query parameters share, checked by ``UploadService.check_file``."""
 
-    name: Annotated[str, Meta(min_length=1, max_length=1024)]
-    mime_type: Annotated[str, Meta(max_length=255)] = "application/octet-stream"
-    folder: Annotated[str, Meta(max_length=4096)] = "/"
-    checksum: str | None = None
+    name: FileName
+    mime_type: MimeType = "application/octet-stream"
+    folder: FolderPath = "/"
+    checksum: Annotated[str, Meta(extra_json_schema={"pattern": f"^(?:{CHECKSUM_PATTERN})?$"})] | None = None
     priority: Priority = "normal"
-    last_modified: str | None = None
+    last_modified: TimestampOrEmpty | None = None
 
 
 class InitFile(FileFields, kw_only=True):
@@ -39,7 +41,7 @@ class FileUploadQuery(FileFields, kw_only=True):
     kept. Without ``mimeType`` (or with ``application/octet-stream``) the type is guessed from the
     name's extension, as ``sync/files`` does."""
 
-    checksum: str
+    checksum: Annotated[str, Meta(extra_json_schema={"pattern": f"^{CHECKSUM_PATTERN}$"})]
     local_id: Annotated[str, Meta(max_length=256)] | None = None
 
 
@@ -131,7 +133,7 @@ class UploadState(WireAnswer, omit_defaults=True):
 
 class CompleteRequest(WireRequest):
     upload_id: str
-    checksum: str
+    checksum: Annotated[str, Meta(extra_json_schema={"pattern": f"^{CHECKSUM_PATTERN}$"})]
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
