@@ -112,5 +112,5 @@ def install() -> bool:
     if not _compatible():
         log.warning("h11's receive buffer is not the one this node knows; request bodies are copied as before")
         return False
-    h11_connection.ReceiveBuffer = FastReceiveBuffer  # type: ignore[misc]
+    h11_connection.ReceiveBuffer = FastReceiveBuffer  # type: ignore[attr-defined,misc]
     return True
