@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "chunkstore": "bench.chunkstore",
     "api": "bench.api",
     "uploads": "bench.uploads",
+    "node-ab": "bench.node_ab",
     "sync": "bench.sync",
     "push": "bench.push",
     "client": "bench.client",
