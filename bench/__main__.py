@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "uploads": "bench.uploads",
     "photos": "bench.photos",
     "downloads": "bench.downloads",
+    "node-ab": "bench.node_ab",
     "sync": "bench.sync",
     "push": "bench.push",
     "client": "bench.client",

@@ -201,3 +201,38 @@ async def test_a_removed_devices_token_stops_working_at_once(app: VaultApp) -> N
         REFRESH, json={"refreshToken": tablet["tokens"]["refreshToken"], "deviceId": "tablet-1"}
     )
     assert refreshed.status_code == 401
+
+
+def test_verified_tokens_check_a_signature_once_but_the_key_and_expiry_every_time() -> None:
+    from vault import errors
+    from vault.auth.tokens import AccessClaims, VerifiedTokens, sign_access_token
+
+    claims = AccessClaims(
+        user_id="u_1", device_id="d_1", session_id="s_1", token_id="t_1", issued_at=1000, expires_at=2000
+    )
+    keys = {"k1": b"a" * 32}
+    token = sign_access_token(claims, "k1", keys["k1"])
+    cache = VerifiedTokens(capacity=2)
+    assert cache.verify(token, keys.get, 1500) == claims
+    assert cache.verify(token, keys.get, 1500) == claims  # from the cache
+    with pytest.raises(errors.TokenExpired):
+        cache.verify(token, keys.get, 2000)
+    keys["k1"] = b"b" * 32  # the ring changed under the same kid: verified afresh, and refused
+    with pytest.raises(errors.Unauthorized):
+        cache.verify(token, keys.get, 1500)
+    del keys["k1"]
+    with pytest.raises(errors.Unauthorized):
+        cache.verify(token, keys.get, 1500)
+    keys["k1"] = b"a" * 32
+    signed_by_another = sign_access_token(claims, "k1", b"c" * 32).rpartition(".")[2]
+    forged = token.rpartition(".")[0] + "." + signed_by_another
+    for _ in range(2):  # a forged signature is never cached
+        with pytest.raises(errors.Unauthorized):
+            cache.verify(forged, keys.get, 1500)
+    assert cache.verify(token, keys.get, 1500) == claims
+    for n in range(3):
+        other = AccessClaims(
+            user_id=f"u_{n}", device_id="d", session_id="s", token_id="t", issued_at=1000, expires_at=2000
+        )
+        cache.verify(sign_access_token(other, "k1", keys["k1"]), keys.get, 1500)
+    assert len(cache._claims) == 2  # bounded

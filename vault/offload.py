@@ -36,6 +36,11 @@ def _update_all(hashers: Sequence[Hasher], piece: bytes) -> None:
         hasher.update(piece)
 
 
+def _update_pieces(hashers: Sequence[Hasher], pieces: Sequence[bytes]) -> None:
+    for piece in pieces:
+        _update_all(hashers, piece)
+
+
 class Offload:
     """The node's worker-thread limiters (one per node; tools and tests make their own)."""
 
@@ -49,6 +54,14 @@ class Offload:
             _update_all(hashers, piece)
         else:
             await trio.to_thread.run_sync(_update_all, hashers, piece, limiter=self.hashing)
+
+    async def hash_pieces(self, hashers: Sequence[Hasher], pieces: Sequence[bytes]) -> None:
+        """Feed several pieces, in order, to every hasher in one worker-thread hop."""
+        if sum(len(piece) for piece in pieces) * len(hashers) <= INLINE_HASH_LIMIT:
+            for piece in pieces:
+                _update_all(hashers, piece)
+        else:
+            await trio.to_thread.run_sync(_update_pieces, hashers, pieces, limiter=self.hashing)
 
     async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run a blocking call (a scan, a large decode, compression) in a worker thread."""

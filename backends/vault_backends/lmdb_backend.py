@@ -8,8 +8,9 @@ Layout, one named database each::
     info       b"stats" -> chunk count (8), bytes (8)
 
 A put writes its segments as they arrive (so memory stays at one piece, whatever the chunk size),
-under a random staging token recorded in ``staging``; ``commit`` writes the index entry and drops
-the staging record in one durable transaction, so a chunk is visible exactly when it is complete.
+under a random staging token recorded in ``staging``; ``commit`` writes the last segment and the
+index entry and drops the staging record in one durable transaction, so a chunk is visible exactly
+when it is complete (a chunk of one segment is that one transaction, with nothing staged).
 Tokens still in ``staging`` at open belong to writes that never committed and are removed.
 
 All writes run on one dedicated writer thread (LMDB has one writer per environment and a write
@@ -17,7 +18,9 @@ transaction must stay on its thread). Queued writes are grouped into one transac
 environment syncs data pages on every commit but not the meta page (``metasync=False``: integrity
 kept, only the last commit may be lost); commits that must be durable (a chunk made visible,
 a delete) are followed by an explicit ``env.sync``, so staging a segment costs one flush, not two.
-Reads run in short read transactions on a few worker threads, never across a ``yield``.
+Reads run in short read transactions on a few worker threads, never across a ``yield``; lookups
+of a few index entries (existence checks, sizes) run on the event loop instead, as a thread hop
+costs more than they do.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ READ_SEGMENTS = 4
 INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
 _BATCH_JOBS = 64
 _BATCH_BYTES = 16 * 1024 * 1024
+# Lookups of up to this many ids run on the calling thread (see ``LmdbBackend._read_now``).
+_INLINE_LOOKUPS = 16
 # Segment bytes one put may have queued before it waits for the oldest write to commit.
 _STAGED_IN_FLIGHT = 4 * 1024 * 1024
 
@@ -107,7 +112,9 @@ def remove_staged(txn: lmdb.Transaction, dbs: Databases) -> int:
 
 
 class _LmdbWriter(ChunkWriter):
-    """Buffers less than one segment; whole segments go to the writer thread as they fill.
+    """Buffers at most one segment; whole segments go to the writer thread as they fill, but the
+    last one: a segment that ends a write waits for the next write (or for ``commit``, which puts
+    it in the publishing transaction), so a chunk of one segment costs one synced commit, not two.
 
     A segment write does not wait for its commit: up to ``_STAGED_IN_FLIGHT`` bytes are queued,
     so the store hashes the next piece while LMDB syncs the last one, and the writer thread
@@ -119,6 +126,10 @@ class _LmdbWriter(ChunkWriter):
         self._backend = backend
         self.token = secrets.token_bytes(TOKEN_SIZE)
         self._pending = bytearray()
+        # A whole segment that ended the last write: held back until more data comes, because
+        # the last segment of a chunk goes into the publishing transaction (a chunk of one
+        # segment is then one durable commit, with nothing staged).
+        self._held: bytes | bytearray | memoryview | None = None
         self._in_flight: collections.deque[tuple[Pending[None], int]] = collections.deque()
         self._queued = 0
         self._segments = 0
@@ -132,6 +143,11 @@ class _LmdbWriter(ChunkWriter):
         self._size += len(data)
         view = memoryview(data)
         full: list[bytes | bytearray | memoryview] = []
+        if self._held is not None:
+            if not view:
+                return
+            full.append(self._held)  # more data came: it was not the last segment
+            self._held = None
         if self._pending:
             take = SEGMENT_SIZE - len(self._pending)
             self._pending += view[:take]
@@ -143,6 +159,8 @@ class _LmdbWriter(ChunkWriter):
         while len(view) >= SEGMENT_SIZE:
             full.append(view[:SEGMENT_SIZE])
             view = view[SEGMENT_SIZE:]
+        if not view and full:
+            self._held = full.pop()  # this may be the chunk's end: ``commit`` writes it
         if full:
             weight = len(full) * SEGMENT_SIZE
             while self._in_flight and self._queued + weight > _STAGED_IN_FLIGHT:
@@ -182,9 +200,11 @@ class _LmdbWriter(ChunkWriter):
         if self._finished:
             raise RuntimeError("commit after commit or abort")
         self._finished = True
-        token, size, tail, first, staged = self.token, self._size, self._pending, self._segments, self._staged
+        tail = self._held if self._held is not None else self._pending
+        token, size, first, staged = self.token, self._size, self._segments, self._staged
         count = first + (1 if tail else 0)
         self._pending = bytearray()
+        self._held = None
 
         def publish(txn: lmdb.Transaction, dbs: Databases) -> bool:
             if txn.get(chunk_id, db=dbs.index) is not None:
@@ -218,6 +238,7 @@ class _LmdbWriter(ChunkWriter):
             return
         self._finished = True
         self._pending = bytearray()
+        self._held = None
         await self._discard()
 
     async def _discard(self) -> None:
@@ -385,6 +406,29 @@ class LmdbBackend(ChunkBackend):
                 env.set_mapsize(0)
         raise OSError("chunk store map keeps changing size")
 
+    def _read_now(self, fn: Callable[[lmdb.Transaction, Databases], T]) -> tuple[bool, T | None]:
+        """Run a lookup of a few keys on the calling (event loop) thread, when that needs no wait:
+        ``(True, value)``; ``(False, None)`` while the map is being resized (go to a thread).
+
+        A thread hop costs more CPU than the lookup (an index get is microseconds); every chunk
+        PUT makes one for the store's existence check."""
+        if not self.threads.open:
+            raise BackendClosed(f"the {self.name} backend is not open")
+        env, dbs = self.env, self.dbs
+        if not self._gate.try_shared():
+            return False, None
+        try:
+            try:
+                txn = env.begin(write=False, buffers=True)
+            except lmdb.MapResizedError:
+                return False, None  # grown by another process: the thread path adopts it
+            try:
+                return True, fn(txn, dbs)
+            finally:
+                txn.abort()
+        finally:
+            self._gate.release_shared()
+
     async def begin_put(self) -> ChunkWriter:
         if not self._writer.running:
             raise BackendClosed("the lmdb backend is not open")
@@ -423,6 +467,11 @@ class LmdbBackend(ChunkBackend):
         def present(txn: lmdb.Transaction, dbs: Databases) -> set[ChunkId]:
             return {c for c in wanted if txn.get(c, db=dbs.index) is not None}
 
+        if len(wanted) <= _INLINE_LOOKUPS:
+            done, found = self._read_now(present)
+            if done:
+                assert found is not None
+                return found
         return await self.threads.run(self._read, present)
 
     async def delete_many(self, chunk_ids: Iterable[ChunkId]) -> int:
@@ -472,6 +521,9 @@ class LmdbBackend(ChunkBackend):
             raw = txn.get(chunk_id, db=dbs.index)
             return None if raw is None else int(INDEX_ENTRY.unpack(raw)[1])
 
+        done, found = self._read_now(size)
+        if done:
+            return found
         return await self.threads.run(self._read, size)
 
     async def stats(self) -> BackendStats:

@@ -1,8 +1,9 @@
 """Sign-in, token refresh, logout and per-request authentication.
 
 ``register`` creates or checks the account, registers the device and starts its token family in
-one metadata transaction. ``authenticate`` runs on every bearer request: it verifies the JWT and
-then reads the device record, so a removed or logged-out device is refused at once.
+one metadata transaction. ``authenticate`` runs on every bearer request: it verifies the JWT (its
+signature once per token, ``VerifiedTokens``; expiry every time) and then reads the device record,
+so a removed or logged-out device is refused at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from vault.auth import accounts, refresh
 from vault.auth.passwords import MIN_PASSWORD_LENGTH, Passwords
 from vault.auth.ratelimit import LoginLimiter
 from vault.auth.records import RefreshToken, User
-from vault.auth.tokens import AccessClaims, KeyRing, sign_access_token, token_kid, verify_access_token
+from vault.auth.tokens import AccessClaims, KeyRing, VerifiedTokens, sign_access_token, token_kid
 from vault.clock import Clock
 from vault.config import Config
 from vault.devices import registry as devices
@@ -91,6 +92,7 @@ class AuthService:
         )
         self._last_prune = 0.0
         self._last_kid_reload = 0.0
+        self._verified = VerifiedTokens()
 
     async def open(self) -> None:
         """Load (or create, mode 0600) the key ring and prepare the dummy hash."""
@@ -268,7 +270,7 @@ class AuthService:
         if self.keys.key(kid) is None:
             await self._reload_keys_for_unknown_kid()
         now = self.clock.now()
-        claims = verify_access_token(token, self.keys.key, now)
+        claims = self._verified.verify(token, self.keys.key, now)
         async with self.meta.snapshot() as txn:
             device = devices.get_device(txn, claims.user_id, claims.device_id)
         if device is None or not device.session_id or device.session_id != claims.session_id:

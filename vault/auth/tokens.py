@@ -243,6 +243,37 @@ def verify_access_token(token: str, key_for: Callable[[str], bytes | None], now:
     return claims
 
 
+class VerifiedTokens:
+    """``verify_access_token`` that checks each token's signature once, not on every request.
+
+    A chunk PUT is authenticated per request, and decoding and checking a JWT cost about as much
+    as the rest of the request's bookkeeping. The claims of a token that verified are kept, keyed
+    by the token itself together with the key that verified it: only that exact string can hit,
+    a key that changed (rotation, a ring reloaded without it) misses and verifies afresh, and
+    expiry is checked against ``now`` on every call. Bounded: the oldest entry goes first.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._claims: dict[str, tuple[bytes, AccessClaims]] = {}
+
+    def verify(self, token: str, key_for: Callable[[str], bytes | None], now: float) -> AccessClaims:
+        hit = self._claims.get(token)
+        if hit is not None:
+            key = key_for(token_kid(token))
+            if key is not None and key == hit[0]:
+                if now >= hit[1].expires_at:
+                    raise errors.TokenExpired("Access token has expired; refresh it")
+                return hit[1]
+        claims = verify_access_token(token, key_for, now)
+        key = key_for(token_kid(token))
+        if key is not None:
+            while len(self._claims) >= self.capacity:
+                self._claims.pop(next(iter(self._claims)))
+            self._claims[token] = (key, claims)
+        return claims
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("expected a non-empty string claim")

@@ -91,7 +91,7 @@ class Completion:
         need_sha = expected is not None and expected.algo == "sha256"
         digests = self._running_digests(upload, len(chunks), need_sha)
         if digests is None or not _matches(digests, expected):
-            self.running.forget(upload_id)
+            self.running.forget(upload_id, stale=True)
             digests = await self._whole_file_digests(chunks, need_sha)
         if expected is not None and digests.get(expected.algo) != expected.hex:
             await self._record_failure(upload, "checksum mismatch")

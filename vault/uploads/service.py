@@ -23,6 +23,7 @@ from vault.checksums import Checksum, new_hasher, parse_checksum
 from vault.chunks import ChunkCorrupt, ChunkMismatch, ChunkMissing, ChunkStore, ChunkTooLarge
 from vault.chunks.ids import ChunkId
 from vault.chunks.refs import decref, incref
+from vault.chunks.store import PutResult
 from vault.clock import Clock, parse_rfc3339, rfc3339
 from vault.config import UploadsConfig
 from vault.files import queries
@@ -32,7 +33,7 @@ from vault.files.records import FileRecord, file_entry
 from vault.ids import new_id
 from vault.meta import MetaStore, Txn
 from vault.metrics import Metrics
-from vault.offload import Offload
+from vault.offload import Hasher, Offload
 from vault.quota import check_quota, get_usage, put_usage
 from vault.uploads import by_device
 from vault.uploads.chunk_ranges import ChunkRange, chunk_range, total_chunks
@@ -322,28 +323,23 @@ class UploadService:
             expected_id = ChunkId(declared.digest)
         elif declared is not None:
             stream = _checked(body, declared, self.offload)
-        trial = self.running.trial(upload_id, index, with_sha256=upload.checksum_algo == "sha256")
+        with_sha256 = upload.checksum_algo == "sha256"
+        trial = self.running.trial(upload_id, index, with_sha256=with_sha256)
+        # Ahead of its turn (parallel streams): keep its bytes for the running digest, if there
+        # is room, so that closing the gap before it does not read it back from the store.
+        keeper = None
+        if trial is None:
+            keeper = self.running.keeper(upload_id, index, rng.length, with_sha256=with_sha256)
+        also: list[Hasher] = [*trial.hashers()] if trial is not None else [keeper] if keeper is not None else []
         try:
-            result = await self.intake.store(
-                stream,
-                expected_id=expected_id,
-                expected_size=rng.length,
-                max_size=rng.length,
-                also=trial.hashers() if trial is not None else (),
-            )
-        except ChunkTooLarge:
-            raise errors.PayloadTooLarge(
-                f"chunk {index} is longer than {rng.length} bytes", details={"expected": rng.length}
-            ) from None
-        except ChunkMismatch as exc:
-            if exc.size != rng.length:
-                raise errors.ValidationError(
-                    f"chunk {index} is {rng.length} bytes, received {exc.size}",
-                    details={"expected": rng.length, "received": exc.size},
-                ) from None
-            raise errors.ChecksumMismatch(
-                f"chunk {index} does not match X-Chunk-Checksum", details={"index": index}
-            ) from None
+            result = await self._store(stream, index, rng, expected_id, also)
+        except BaseException:
+            if keeper is not None:
+                self.running.drop(keeper)
+            raise
+        if keeper is not None:
+            # Before the receipt commits, so a catch-up that finds the receipt finds the bytes.
+            self.running.hold(upload_id, index, result.chunk_id, keeper)
         now = self.now
         key = chunk_key(upload_id, index)
 
@@ -369,21 +365,48 @@ class UploadService:
         try:
             replaced = await self.intake.reference([result], record, undo)
         except errors.ContentReclaimed:
-            self.running.forget(upload_id)
+            self.running.forget(upload_id, stale=True)
             raise
+        except BaseException:
+            if keeper is not None:
+                self.running.unhold(upload_id, index, result.chunk_id)
+            raise
+        self.running.received(upload_id, index)
         if replaced:
             # Other bytes were stored for this chunk before: whatever running digest exists may
             # describe them (two racing PUTs), so only the stored chunks may say what the file is.
-            self.running.forget(upload_id)
+            self.running.forget(upload_id, stale=True)
         elif trial is not None:
             self.running.accept(upload_id, trial, index + 1)
-        # Off the response path: the client may send its next chunk while we read back.
-        if self.running.current(upload.id) is not None and not self.spawn(partial(self._catch_up, upload)):
+        # Off the response path: the client may send its next chunk while we hash the ones that
+        # arrived ahead of it. Only when one did: in order, there is nothing to catch up.
+        if self.running.waiting(upload.id) and not self.spawn(partial(self._catch_up, upload)):
             await self._catch_up(upload)
         self.metrics.received_bytes.inc(result.size)
         return ChunkReceipt(
             upload_id=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
         )
+
+    async def _store(
+        self, stream: AsyncIterable[bytes], index: int, rng: ChunkRange, expected_id: ChunkId | None, also: list[Hasher]
+    ) -> PutResult:
+        try:
+            return await self.intake.store(
+                stream, expected_id=expected_id, expected_size=rng.length, max_size=rng.length, also=also
+            )
+        except ChunkTooLarge:
+            raise errors.PayloadTooLarge(
+                f"chunk {index} is longer than {rng.length} bytes", details={"expected": rng.length}
+            ) from None
+        except ChunkMismatch as exc:
+            if exc.size != rng.length:
+                raise errors.ValidationError(
+                    f"chunk {index} is {rng.length} bytes, received {exc.size}",
+                    details={"expected": rng.length, "received": exc.size},
+                ) from None
+            raise errors.ChecksumMismatch(
+                f"chunk {index} does not match X-Chunk-Checksum", details={"index": index}
+            ) from None
 
     async def _catch_up(self, upload: UploadSession) -> None:
         """Hash chunks that arrived ahead of their turn into the running digest, in order."""
@@ -393,7 +416,7 @@ class UploadService:
             await self._catch_up_locked(upload)
         except Exception:  # a background helper must never take the node down
             log.exception("running digest of %s dropped", upload.id)
-            self.running.forget(upload.id)
+            self.running.forget(upload.id, stale=True)
 
     async def _catch_up_locked(self, upload: UploadSession) -> None:
         async with self.running.catch_up_lock(upload.id):
@@ -403,12 +426,18 @@ class UploadService:
                 if chunk is None:
                     return
                 trial = run.fork()
-                try:
-                    async for piece in await self.chunks.get(ChunkId(chunk.chunk_id), expected_size=chunk.size):
-                        await trial.update(piece, self.offload)
-                except (ChunkMissing, ChunkCorrupt):
-                    self.running.forget(upload.id)  # complete re-reads, and reports the problem
-                    return
+                kept = self.running.take(upload.id, run.position, chunk.chunk_id)
+                if kept is not None:
+                    # The bytes that hashed to the id this receipt names: no read back.
+                    await self.offload.hash_pieces(trial.hashers(), kept)
+                    del kept
+                else:
+                    try:
+                        async for piece in await self.chunks.get(ChunkId(chunk.chunk_id), expected_size=chunk.size):
+                            await trial.update(piece, self.offload)
+                    except (ChunkMissing, ChunkCorrupt):
+                        self.running.forget(upload.id, stale=True)  # complete re-reads, and reports it
+                        return
                 self.running.accept(upload.id, trial, run.position + 1)
 
     # -- complete ------------------------------------------------------------------------------
