@@ -18,9 +18,10 @@ transaction must stay on its thread). Queued writes are grouped into one transac
 environment syncs data pages on every commit but not the meta page (``metasync=False``: integrity
 kept, only the last commit may be lost); commits that must be durable (a chunk made visible,
 a delete) are followed by an explicit ``env.sync``, so staging a segment costs one flush, not two.
-Reads run in short read transactions on a few worker threads, never across a ``yield``; lookups
-of a few index entries (existence checks, sizes) run on the event loop instead, as a thread hop
-costs more than they do.
+Reads run in short read transactions on a few worker threads, never across a ``yield``; even a
+lookup of one index entry does (a thread hop costs more CPU than the lookup, but an index page
+that is not in memory is read from the chunk disk, and a USB disk spinning up must not stop the
+event loop for seconds).
 """
 
 from __future__ import annotations
@@ -64,8 +65,6 @@ READ_SEGMENTS = 4
 INITIAL_MAP_SIZE = (1 << 30) if sys.maxsize > 2**32 else (256 << 20)
 _BATCH_JOBS = 64
 _BATCH_BYTES = 16 * 1024 * 1024
-# Lookups of up to this many ids run on the calling thread (see ``LmdbBackend._read_now``).
-_INLINE_LOOKUPS = 16
 # Segment bytes one put may have queued before it waits for the oldest write to commit.
 _STAGED_IN_FLIGHT = 4 * 1024 * 1024
 
@@ -406,29 +405,6 @@ class LmdbBackend(ChunkBackend):
                 env.set_mapsize(0)
         raise OSError("chunk store map keeps changing size")
 
-    def _read_now(self, fn: Callable[[lmdb.Transaction, Databases], T]) -> tuple[bool, T | None]:
-        """Run a lookup of a few keys on the calling (event loop) thread, when that needs no wait:
-        ``(True, value)``; ``(False, None)`` while the map is being resized (go to a thread).
-
-        A thread hop costs more CPU than the lookup (an index get is microseconds); every chunk
-        PUT makes one for the store's existence check."""
-        if not self.threads.open:
-            raise BackendClosed(f"the {self.name} backend is not open")
-        env, dbs = self.env, self.dbs
-        if not self._gate.try_shared():
-            return False, None
-        try:
-            try:
-                txn = env.begin(write=False, buffers=True)
-            except lmdb.MapResizedError:
-                return False, None  # grown by another process: the thread path adopts it
-            try:
-                return True, fn(txn, dbs)
-            finally:
-                txn.abort()
-        finally:
-            self._gate.release_shared()
-
     async def begin_put(self) -> ChunkWriter:
         if not self._writer.running:
             raise BackendClosed("the lmdb backend is not open")
@@ -467,11 +443,6 @@ class LmdbBackend(ChunkBackend):
         def present(txn: lmdb.Transaction, dbs: Databases) -> set[ChunkId]:
             return {c for c in wanted if txn.get(c, db=dbs.index) is not None}
 
-        if len(wanted) <= _INLINE_LOOKUPS:
-            done, found = self._read_now(present)
-            if done:
-                assert found is not None
-                return found
         return await self.threads.run(self._read, present)
 
     async def delete_many(self, chunk_ids: Iterable[ChunkId]) -> int:
@@ -521,9 +492,6 @@ class LmdbBackend(ChunkBackend):
             raw = txn.get(chunk_id, db=dbs.index)
             return None if raw is None else int(INDEX_ENTRY.unpack(raw)[1])
 
-        done, found = self._read_now(size)
-        if done:
-            return found
         return await self.threads.run(self._read, size)
 
     async def stats(self) -> BackendStats:
