@@ -486,18 +486,35 @@ class S3Store(ChunkBackend):
         if self.client is None:
             raise BackendClosed("the s3 backend is not open")
         try:
-            answer = await self.call("read a chunk", self.client.get_object, Bucket=self.bucket, Key=self.key(chunk_id))
+            body, first, left = await self.call("read a chunk", self._open_sync, self.key(chunk_id))
         except KeyError:
             raise KeyError(chunk_id.hex()) from None
-        body = answer["Body"]
         try:
-            while True:
-                piece = await self.call("read a chunk", body.read, READ_PIECE)
+            if first:
+                yield first
+            del first
+            while left > 0:
+                piece = await self.call("read a chunk", body.read, min(READ_PIECE, left))
                 if not piece:
-                    return
+                    raise StorageUnavailable(f"S3 at {self.where.endpoint} ended a chunk early; retrying")
+                left -= len(piece)
                 yield piece
         finally:
             body.close()
+
+    def _open_sync(self, key: str) -> tuple[Any, bytes, int]:
+        """The GET and its first piece in one thread hop; the body, that piece, and the bytes
+        still to come by ``Content-Length`` (read to exactly there, the body hands its connection
+        back to the pool without one more read to find the end)."""
+        answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        body = answer["Body"]
+        try:
+            size = int(answer["ContentLength"])
+            first: bytes = body.read(min(READ_PIECE, size)) if size else b""
+        except BaseException:
+            body.close()
+            raise
+        return body, first, size - len(first)
 
     async def read_range(self, chunk_id: ChunkId, start: int, length: int) -> bytes:
         """One ranged GET (the default would read the object from its start for every piece)."""

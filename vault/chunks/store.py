@@ -327,21 +327,22 @@ class ChunkStore:
         ahead = VERIFY_WHOLE_LIMIT if expected_size is None or expected_size <= VERIFY_WHOLE_LIMIT else 0
         ended = False
         try:
-            while True:
-                try:
-                    piece = await source.__anext__()
-                except StopAsyncIteration:
-                    ended = True
-                    break
-                except KeyError:
-                    raise ChunkMissing(chunk_id.hex()) from None
+            try:
+                piece: bytes | None = await source.__anext__()
+            except StopAsyncIteration:
+                piece = None
+            except KeyError:
+                raise ChunkMissing(chunk_id.hex()) from None
+            while piece is not None:
                 size += len(piece)
                 self._check_not_longer(chunk_id, size, expected_size)
-                await self.offload.hash([hasher], piece)
                 held.append(piece)
-                del piece
                 if size > ahead:
+                    # Hashed here, then the stream goes on from the next piece.
+                    await self.offload.hash([hasher], piece)
                     break
+                piece = await self._hash_and_read_next(chunk_id, hasher, piece, source)
+            ended = piece is None
             if not ended:
                 handed_on = True  # the stream closes the source
                 return self._stream_rest(chunk_id, source, hasher, held, size, expected_size)
@@ -350,6 +351,22 @@ class ChunkStore:
             if not handed_on:
                 await _aclose(source)
         return _release(held)
+
+    async def _hash_and_read_next(
+        self, chunk_id: ChunkId, hasher: blake3.blake3, piece: bytes, source: AsyncIterator[bytes]
+    ) -> bytes | None:
+        """Hash ``piece`` in a worker thread while the next piece is read (``None`` at the end),
+        so the digest costs no time of its own beside a backend that waits on the network. The
+        source is read by the calling task only (a backend's stream may hold a cancel scope)."""
+        with single_errors():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.offload.hash, [hasher], piece)
+                try:
+                    return await source.__anext__()
+                except StopAsyncIteration:
+                    return None
+                except KeyError:
+                    raise ChunkMissing(chunk_id.hex()) from None
 
     def _check_not_longer(self, chunk_id: ChunkId, size: int, expected_size: int | None) -> None:
         if expected_size is not None and size > expected_size:
@@ -379,15 +396,24 @@ class ChunkStore:
             while held:
                 yield held.pop()
             try:
-                async for piece in source:
-                    size += len(piece)
-                    self._check_not_longer(chunk_id, size, expected_size)
-                    await self.offload.hash([hasher], piece)
-                    yield waiting
-                    waiting = piece
-                    del piece
+                piece: bytes | None = await source.__anext__()
+            except StopAsyncIteration:
+                piece = None
             except KeyError:
                 raise ChunkMissing(chunk_id.hex()) from None
+            while piece is not None:
+                size += len(piece)
+                self._check_not_longer(chunk_id, size, expected_size)
+                # Hashed before the next is read (not beside it): a stream holds two pieces.
+                await self.offload.hash([hasher], piece)
+                yield waiting
+                waiting = piece
+                try:
+                    piece = await source.__anext__()
+                except StopAsyncIteration:
+                    piece = None
+                except KeyError:
+                    raise ChunkMissing(chunk_id.hex()) from None
             self._check_complete(chunk_id, hasher, size, expected_size)
             yield waiting
         finally:
