@@ -62,7 +62,7 @@ test: lint typecheck unit check-reliability
 
 # The s3 backend's tests against a throw-away Ceph RADOS Gateway (started, then stopped; Ceph is
 # apt-installed the first time). Without a gateway `make test` skips them, saying so.
-S3_TESTS ?= tests/test_s3_conformance.py tests/test_s3_node.py
+S3_TESTS ?= tests/test_s3_conformance.py tests/test_s3_node.py tests/test_s3_lease.py
 test-s3: $(DEV_STAMP)
 	bash .ci/with-ceph-rgw.sh $(BIN)/pytest $(PYTEST_ARGS) $(S3_TESTS)
 

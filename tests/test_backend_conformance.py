@@ -15,7 +15,7 @@ from vault_backends.lmdb_backend import INDEX_ENTRY, LmdbBackend, LmdbOptions, s
 from vault import plugins
 from vault.chunks import ChunkBackend, ChunkId, conformance
 from vault.chunks.conformance import CHECKS, Harness
-from vault.chunks.memory import MemoryBackend
+from vault.chunks.memory import MemoryBackend, MemoryOptions
 
 
 def flip_middle_byte(path: Path, offset: int | None = None) -> None:
@@ -76,10 +76,12 @@ def lmdb_harness(root: Path) -> Harness:
     return Harness(make=lambda: LmdbBackend(root, LmdbOptions(map_size=64 << 20)), corrupt=corrupt, leftovers=leftovers)
 
 
-@pytest.fixture(params=["lmdb", "fs", "memory"])
+@pytest.fixture(params=["lmdb", "fs", "memory", "memory-blind"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
     if request.param == "memory":
         return conformance.memory_harness()
+    if request.param == "memory-blind":  # the store's blind puts, as over an object store
+        return conformance.memory_harness(options=MemoryOptions(blind_put=True))
     make = {"lmdb": lmdb_harness, "fs": fs_harness}[request.param]
     return make(tmp_path / "chunks")
 

@@ -34,7 +34,10 @@ USES_LEFTOVERS = {
     "abort_discards",
     "store_mismatch_leaves_nothing",
     "too_large",
+    "put_of_a_stored_chunk",
 }
+# The checks that damage a stored chunk.
+USES_CORRUPT = {"corrupt_chunk_detected", "corrupt_chunk_replaced_by_a_good_put"}
 
 
 def object_store_like(storage: MemoryStorage) -> Harness:
@@ -45,8 +48,8 @@ def object_store_like(storage: MemoryStorage) -> Harness:
 def test_missing_hooks_make_checks_not_applicable_never_passed() -> None:
     outcomes = trio.run(run_all, lambda: object_store_like(MemoryStorage()))
     skipped = {name for name, reason in outcomes.items() if reason is not None}
-    assert skipped == USES_LEFTOVERS | {"corrupt_chunk_detected"}
-    assert "no corrupt hook" in (outcomes["corrupt_chunk_detected"] or "")
+    assert skipped == USES_LEFTOVERS | USES_CORRUPT
+    assert all("no corrupt hook" in (outcomes[name] or "") for name in USES_CORRUPT)
     assert all("no leftovers hook" in (outcomes[name] or "") for name in USES_LEFTOVERS)
 
 

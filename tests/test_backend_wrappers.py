@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from vault.chunks import ChunkStore
+from vault.chunks import ChunkStore, conformance
 from vault.chunks.backend import ChunkBackend
 from vault.chunks.conformance import CHECKS, Check, check_name, content, digest, memory_harness, read_backend, run_all
 from vault.chunks.ids import ChunkId
@@ -51,6 +51,18 @@ WRAPS: dict[str, Callable[[ChunkBackend], ChunkBackend]] = {
 def test_each_wrapper_conforms_around_the_memory_backend(wrap: str, check: Check) -> None:
     # A fake clock: the stacked retry wrapper sleeps between attempts, and no test sleeps for real.
     trio.run(check, memory_harness(WRAPS[wrap]), clock=fake_clock())
+
+
+BLIND_CHECKS = [conformance.check_put_of_a_stored_chunk, conformance.check_corrupt_chunk_replaced_by_a_good_put]
+
+
+@pytest.mark.parametrize("check", [*BLIND_CHECKS, conformance.check_concurrent_puts], ids=check_name)
+@pytest.mark.parametrize("wrap", list(WRAPS), ids=str)
+def test_each_wrapper_passes_on_blind_puts(wrap: str, check: Check) -> None:
+    """Over a backend the store puts to without asking first: the flag and ``commit_if_absent``
+    go through every wrapper."""
+    harness = memory_harness(WRAPS[wrap], options=MemoryOptions(blind_put=True))
+    trio.run(check, harness, clock=fake_clock())
 
 
 # -- retries -------------------------------------------------------------------------------------

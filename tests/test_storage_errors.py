@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, IncompleteReadError
 from vault_backends.s3_backend import S3Backend, S3Options
 from vault_backends.s3_errors import Where, translate
 
@@ -70,6 +70,8 @@ def test_a_table_for_another_backend_or_two_tables_are_refused(storage: dict[str
         (client_error("InternalError", 500), StorageUnavailable, "HTTP 500"),
         (client_error("TooManyRequests", 429), StorageUnavailable, "HTTP 429"),
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:7480/photos"), StorageUnavailable, "cannot reach S3"),
+        # A body that ended before its Content-Length: the connection, not the configuration.
+        (IncompleteReadError(actual_bytes=10, expected_bytes=20), StorageUnavailable, "cannot reach S3"),
         (client_error("SignatureDoesNotMatch", 403), StorageRefused, "refused the credentials"),
         (client_error("InvalidAccessKeyId", 403), StorageRefused, "AWS_SECRET_ACCESS_KEY"),
         (client_error("AccessDenied", 403), StorageRefused, "no permission to upload a chunk in s3://photos/node1/"),

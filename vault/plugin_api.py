@@ -19,7 +19,10 @@ Chunk backends (group ``vault.backends``, chosen by ``[storage] backend``)
     when it cannot be reached and ``StorageRefused`` (permanent: the node refuses to start with
     its one-line message) when it refuses the configuration; never put a secret in either.
     An LMDB-based backend can reuse the node's writer thread and map-resize gate (``LmdbWriter``,
-    ``Pending``, ``ReadGate``), as the ``lmdb`` backend does.
+    ``Pending``, ``ReadGate``), as the ``lmdb`` backend does. An object store, where asking
+    whether a chunk exists is a request of its own, can make ``blind_put_is_cheap`` true and give
+    its writers ``commit_if_absent`` (an upload that says whether the chunk was there), as the
+    ``s3`` backend does: the store then puts without asking first.
 
 Testing a backend
     Build a ``Harness`` (how to make an instance over one storage, how to damage a stored chunk,

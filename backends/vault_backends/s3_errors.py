@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from vault.plugin_api import StorageRefused, StorageUnavailable
@@ -87,7 +87,7 @@ def translate(exc: BaseException, what: str, where: Where) -> BaseException:
         return StorageRefused(f"S3 at {where.endpoint} refused to {what}: {code} (HTTP {status})")
     if isinstance(exc, NoCredentialsError):
         return StorageRefused(f"no S3 credentials: {CREDENTIALS_HINT}")
-    if isinstance(exc, BotoConnectionError | HTTPClientError):
+    if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
         # Connection refused or reset, DNS, timeouts, a body cut short: everything below an answer.
         return StorageUnavailable(f"cannot reach S3 at {where.endpoint} to {what}: {type(exc).__name__}")
     if isinstance(exc, BotoCoreError):

@@ -27,7 +27,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,17 @@ class Holder:
         return f"node on {self.host} (pid {self.pid}, data directory {self.data_dir})"
 
 
+def server_now(answer: Mapping[str, Any]) -> float:
+    """Now by the server's clock: the ``Date`` of its answer (this machine's clock without one).
+
+    The lease's clock: ages are this minus the lease's ``Last-Modified``, so only the server's
+    clock counts. Looked up at each use, so a test can replace it to move the server's time on
+    (a lease left by a killed node, seen a ``ttl`` later) without waiting.
+    """
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    return email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
+
+
 def _decode(body: bytes) -> Holder | None:
     try:
         raw = json.loads(body)
@@ -85,8 +96,10 @@ class Lease:
         self.etag: str | None = None
         self._quoted = True  # whether the store takes If-Match with the quoted ETag
         self.lost = False
+        self.renewals = 0  # renewals written (diagnostics, tests)
         self._scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
+        self._attempted = trio.Event()  # set when a renewal attempt of the renewing task ends
 
     @property
     def held(self) -> bool:
@@ -106,9 +119,7 @@ class Lease:
                 return None
             raise
         body = answer["Body"].read()
-        date = answer["ResponseMetadata"].get("HTTPHeaders", {}).get("date")
-        now = email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
-        age = max(0.0, now - answer["LastModified"].timestamp())
+        age = max(0.0, server_now(answer) - answer["LastModified"].timestamp())
         return _decode(body), str(answer["ETag"]), age
 
     def _write_sync(self, condition: dict[str, str]) -> str | None:
@@ -190,6 +201,7 @@ class Lease:
             self.lost = True
             raise LeaseLost(f"the lease on {self.location} was taken by another node; this node no longer deletes")
         self.etag = etag
+        self.renewals += 1
 
     def start_renewing(self) -> None:
         """Renew every ``ttl / 4`` seconds in a Trio system task until ``release``."""
@@ -213,8 +225,15 @@ class Lease:
                         log.warning("could not renew the S3 lease: %s", exc)
                     except Exception:
                         log.exception("renewing the S3 lease failed")
+                    attempted, self._attempted = self._attempted, trio.Event()
+                    attempted.set()
         finally:
             stopped.set()
+
+    async def wait_for_renewal(self) -> None:
+        """Until the renewing task's next attempt has ended, renewed or not (for tests: a node
+        never waits on its lease)."""
+        await self._attempted.wait()
 
     async def release(self) -> None:
         """Stop renewing and delete the lease if it is still ours (best effort: it expires anyway)."""

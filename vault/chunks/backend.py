@@ -94,6 +94,16 @@ class ChunkWriter(abc.ABC):
         leave exactly one copy. After a failed commit nothing is visible and nothing is left.
         """
 
+    async def commit_if_absent(self, chunk_id: ChunkId) -> bool:
+        """``commit`` and the existence check in one step: whether this call stored the chunk.
+
+        When ``chunk_id`` is already stored nothing is written and the staged bytes are kept, so
+        the caller can still ``commit`` them (once it has removed a stored copy that fails
+        verification) or ``abort``. Only backends whose ``blind_put_is_cheap`` is true need it:
+        ``ChunkStore`` calls it on no other.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no commit_if_absent")
+
     @abc.abstractmethod
     async def abort(self) -> None:
         """Discard the staged bytes; safe to call after a failed write or twice."""
@@ -105,6 +115,23 @@ class ChunkBackend(abc.ABC):
     name: str = "abstract"
     # The struct ``[storage.options]`` is decoded into before the backend is constructed.
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    @property
+    def blind_put_is_cheap(self) -> bool:
+        """Whether ``ChunkStore.put`` should write a chunk without asking first if it is stored.
+
+        False (the default): a put of a known id asks the backend, and skips the write when the
+        stored copy verifies. True: the store writes at once and commits with the writers'
+        ``commit_if_absent``, which says whether the chunk was already there; only then does it
+        verify the stored copy (and replace it when it is corrupt), so deduplication and repair
+        behave as before. For an object store a lookup is a request of its own (a HEAD) before
+        every upload of new content, while an upload of an object already there is refused by the
+        server (``If-None-Match: *``) and costs the bytes sent: worth it where new content is the
+        common case, as it is for chunk uploads (a file the user already has is answered
+        ``exists`` at upload init, and a resumed upload sends only the chunks still missing).
+        Read after ``open``: a backend may decide then, as the s3 one does.
+        """
+        return False
 
     @abc.abstractmethod
     async def open(self) -> None:

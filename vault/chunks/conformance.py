@@ -59,7 +59,7 @@ import trio
 
 from vault.chunks.backend import BackendOptions, BackendStats, ChunkBackend, ChunkWriter
 from vault.chunks.ids import ChunkId
-from vault.chunks.memory import MemoryBackend, MemoryStorage
+from vault.chunks.memory import MemoryBackend, MemoryOptions, MemoryStorage
 from vault.chunks.store import (
     MAX_CHUNK_SIZE,
     VERIFY_WHOLE_LIMIT,
@@ -150,13 +150,18 @@ def run_check(check: Check, harness: Harness, *, clock: trio.abc.Clock | None = 
 
 
 def memory_harness(
-    wrap: Callable[[ChunkBackend], ChunkBackend] | None = None, *, retries: int = 0, settle: float = 0.0
+    wrap: Callable[[ChunkBackend], ChunkBackend] | None = None,
+    *,
+    retries: int = 0,
+    settle: float = 0.0,
+    options: MemoryOptions | None = None,
 ) -> Harness:
-    """A harness over one in-memory storage, each instance optionally wrapped (to test a wrapper)."""
+    """A harness over one in-memory storage, each instance optionally wrapped (to test a wrapper);
+    ``options``: each instance's (``MemoryOptions(blind_put=True)`` for the store's blind puts)."""
     storage = MemoryStorage()
 
     def make() -> ChunkBackend:
-        backend = MemoryBackend(storage=storage)
+        backend = MemoryBackend(options=options, storage=storage)
         return wrap(backend) if wrap is not None else backend
 
     async def corrupt(chunk_id: ChunkId) -> None:
@@ -478,6 +483,69 @@ async def check_concurrent_puts(harness: Harness) -> None:
     await expect_no_leftovers(harness, "losing copies left staged data behind")
 
 
+@_covers("ChunkWriter.commit_if_absent")
+async def check_put_of_a_stored_chunk(harness: Harness) -> None:
+    """A put of a stored chunk is reported as existing and stored once, whether the store asks
+    first or, where ``blind_put_is_cheap``, puts blind. Then, on such a backend only,
+    ``commit_if_absent`` itself: a new chunk is stored and it says so; on a stored id it writes
+    nothing, says so, and keeps the staged bytes, to be committed after all or aborted."""
+    data, other = content(MiB + 5, 70), content(300 * KiB, 71)
+    chunk_id = digest(data)
+    async with opened(harness) as backend:
+        store = ChunkStore(backend)
+        stored = await store.put(pieces(other, 64 * KiB), expected_id=digest(other), expected_size=len(other))
+        expect(not stored.existed, "a put of a new chunk does not report it as existing")
+        await expect_soon(harness, lambda: store.read_all(digest(other)), other, "the new chunk reads back")
+        again = await store.put(pieces(other, 64 * KiB), expected_id=digest(other), expected_size=len(other))
+        expect(again.existed, "a put of a stored chunk reports it as existing")
+        unnamed = await store.put(pieces(other, 100 * KiB))
+        expect(unnamed.existed, "a put of a stored chunk without its id reports it as existing")
+        await expect_soon(
+            harness, backend.stats, BackendStats(chunks=1, bytes=len(other)), "a chunk put three times is stored once"
+        )
+        if backend.blind_put_is_cheap:
+            first = await stage(backend, data, (256 * KiB,))
+            expect(await first.commit_if_absent(chunk_id), "commit_if_absent of a new chunk says it stored it")
+            await expect_soon(harness, lambda: read_backend(backend, chunk_id), data, "the new chunk is stored")
+            refused = await stage(backend, data, (MiB,))
+            expect(not await refused.commit_if_absent(chunk_id), "commit_if_absent of a stored chunk says so")
+            await refused.abort()
+            kept = await stage(backend, data, (MiB,))
+            expect(not await kept.commit_if_absent(chunk_id), "commit_if_absent of a stored chunk says so")
+            expect(await backend.delete_many([chunk_id]) == 1, "the stored copy is deleted")
+            await kept.commit(chunk_id)  # the bytes the refused commit_if_absent kept
+            await expect_soon(harness, lambda: read_backend(backend, chunk_id), data, "kept bytes committed later")
+            await expect_soon(
+                harness,
+                backend.stats,
+                BackendStats(chunks=2, bytes=len(data) + len(other)),
+                "commit_if_absent stores one copy",
+            )
+    await expect_no_leftovers(harness, "puts of a stored chunk left staged data behind")
+
+
+@_covers("ChunkBackend.read", "ChunkBackend.delete_many")
+async def check_corrupt_chunk_replaced_by_a_good_put(harness: Harness) -> None:
+    """A good put of content whose stored copy is corrupt replaces that copy (repair), whether the
+    store asks first or puts blind: it is neither deduplicated onto nor stored twice."""
+    if harness.corrupt is None:
+        raise NotApplicable("the harness has no corrupt hook: repair of damaged chunks is not checked")
+    data = content(512 * KiB + 3, 80)
+    chunk_id = digest(data)
+    async with opened(harness) as backend:
+        await ChunkStore(backend).put_bytes(data)
+    await harness.corrupt(chunk_id)
+    async with opened(harness) as backend:
+        repaired: list[ChunkId] = []
+        store = ChunkStore(backend, on_repaired=repaired.append)
+        await expect_raises(ChunkCorrupt, store.verify(chunk_id), "verify of the damaged chunk")
+        result = await store.put(pieces(data, 64 * KiB), expected_id=chunk_id, expected_size=len(data))
+        expect(not result.existed, "a good put onto a corrupt copy is not reported as deduplicated")
+        expect(repaired == [chunk_id], f"the repair is reported once, got {len(repaired)}")
+        await expect_soon(harness, lambda: store.read_all(chunk_id), data, "the good bytes replaced the corrupt ones")
+        await expect_soon(harness, backend.stats, BackendStats(chunks=1, bytes=len(data)), "one copy after the repair")
+
+
 @_covers("ChunkBackend.list_ids")
 async def check_iteration_with_cursor(harness: Harness) -> None:
     """``list_ids`` pages in ascending byte order after a cursor; ``ChunkStore.iterate`` sees all."""
@@ -624,7 +692,7 @@ async def check_store_mismatch_leaves_nothing(harness: Harness) -> None:
         expect(await backend.list_ids(None, 10) == [], "nothing is listed")
         expect(await backend.stats() == BackendStats(chunks=0, bytes=0), "stats after refused puts")
         stored = await store.put_bytes(data)
-        # The store asks ``has_many`` before a put: let the new chunk become visible first.
+        # The store looks the chunk up before a put: let the new chunk become visible first.
         await expect_soon(
             harness, lambda: backend.has_many([stored.chunk_id]), {stored.chunk_id}, "a stored chunk becomes visible"
         )

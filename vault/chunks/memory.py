@@ -34,6 +34,9 @@ class MemoryOptions(BackendOptions):
     read_piece: Annotated[int, msgspec.Meta(gt=0)] = 1024 * 1024
     # Total bytes the storage may hold; a commit past it fails with ENOSPC. 0 = unlimited.
     capacity: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Let the store put without asking first (``blind_put_is_cheap``), as an object store does:
+    # tests of that path without a gateway.
+    blind_put: bool = False
 
 
 class MemoryStorage:
@@ -96,19 +99,31 @@ class _MemoryWriter(ChunkWriter):
 
     async def commit(self, chunk_id: ChunkId) -> None:
         await trio.lowlevel.checkpoint()
+        self._commit_now(chunk_id, keep_if_present=False)
+
+    async def commit_if_absent(self, chunk_id: ChunkId) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._commit_now(chunk_id, keep_if_present=True)
+
+    def _commit_now(self, chunk_id: ChunkId, *, keep_if_present: bool) -> bool:
+        """Whether this stored the chunk; with ``keep_if_present`` a stored id leaves the write staged."""
         if self._finished:
             raise RuntimeError("commit after commit or abort")
+        if keep_if_present and chunk_id in self._storage.chunks:
+            self._backend.require_open()
+            return False
         self._finished = True
         staged = self._storage.staged.pop(self._token, None)
         self._backend.require_open()
         if staged is None:
             raise BackendClosed("this write was dropped when the memory backend closed")
         if chunk_id in self._storage.chunks:
-            return
+            return False
         capacity = self._backend.options.capacity
         if capacity and self._storage.bytes + len(staged) > capacity:
             raise OSError(errno.ENOSPC, "memory backend capacity reached")
         self._storage.add(chunk_id, bytes(staged))
+        return True
 
     async def abort(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -134,6 +149,10 @@ class MemoryBackend(ChunkBackend):
         self.options = options_as(MemoryOptions, options)
         self.storage = storage if storage is not None else MemoryStorage()
         self._open = False
+
+    @property
+    def blind_put_is_cheap(self) -> bool:
+        return self.options.blind_put
 
     def require_open(self) -> None:
         if not self._open:

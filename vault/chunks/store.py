@@ -123,6 +123,19 @@ async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -
         yield b"".join(parts)
 
 
+async def _release(held: list[bytes]) -> AsyncIterator[bytes]:
+    """Hand on held pieces one by one, so a consumer can let go of each (none kept here)."""
+    held.reverse()
+    while held:
+        yield held.pop()
+
+
+async def _aclose(source: AsyncIterator[bytes]) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 class ByteBudget:
     """A count of bytes that may be held at once; taken without waiting (callers have a fallback)."""
 
@@ -183,6 +196,9 @@ class ChunkStore:
         When ``expected_id`` is already stored (and the stored copy still verifies) the bytes are
         hashed but not written again; a stored copy that fails verification is replaced by these
         bytes, so the next good upload of rotted content repairs it rather than dedup onto it.
+        On a backend whose ``blind_put_is_cheap`` is true the bytes are written without asking
+        first, and the commit says whether the chunk was there already; only then is the stored
+        copy verified (and replaced when corrupt): ``existed`` means the same either way.
         ``also``: more hashers fed the same bytes in the same thread hop (an upload's running
         whole-file digest), so the content is read once whatever is computed from it.
         Raises ``ChunkTooLarge`` as soon as the stream passes ``max_size`` (or ``expected_size``)
@@ -191,7 +207,8 @@ class ChunkStore:
         limit = min(max_size, MAX_CHUNK_SIZE)
         if expected_size is not None:
             limit = min(limit, expected_size)
-        existed = expected_id is not None and await self._stored_intact(expected_id)
+        blind = self.backend.blind_put_is_cheap
+        existed = not blind and expected_id is not None and await self._stored_intact(expected_id)
         writer = None if existed else await self.backend.begin_put()
         hasher = blake3.blake3()
         size = 0
@@ -202,7 +219,10 @@ class ChunkStore:
                 raise ChunkMismatch(f"expected {expected_size} bytes, got {size}", actual_id=actual, size=size)
             if expected_id is not None and actual != expected_id:
                 raise ChunkMismatch("content does not match its checksum", actual_id=actual, size=size)
-            if writer is not None:
+            if writer is not None and blind:
+                existed = await self._commit_blind(writer, actual)
+                writer = None
+            elif writer is not None:
                 # Without an expected id we learn the id only now, so look again: callers rely on
                 # ``existed`` (an upload re-checks an existing chunk against gc). With one, it was
                 # absent when we began; a concurrent put of it since then stored a fresh chunk,
@@ -218,6 +238,21 @@ class ChunkStore:
             if writer is not None:
                 with trio.CancelScope(shield=True):
                     await writer.abort()
+
+    async def _commit_blind(self, writer: ChunkWriter, chunk_id: ChunkId) -> bool:
+        """Commit unless stored; whether the chunk existed (and verified) before.
+
+        A copy that was there is checked as the asking path checks it: when it verifies, these
+        bytes are dropped (the caller re-checks it against gc, as for any deduplicated chunk);
+        when it is corrupt it has been deleted and these bytes take its place.
+        """
+        if await writer.commit_if_absent(chunk_id):
+            return False
+        if await self._stored_intact(chunk_id):
+            await writer.abort()
+            return True
+        await writer.commit(chunk_id)
+        return False
 
     async def _stored_intact(self, chunk_id: ChunkId) -> bool:
         """Whether ``chunk_id`` is stored and verifies; a corrupt copy is deleted (so that the
@@ -273,40 +308,116 @@ class ChunkStore:
     async def get(self, chunk_id: ChunkId, *, expected_size: int | None = None) -> AsyncIterator[bytes]:
         """Stream a chunk, verified: raises ``ChunkMissing`` or ``ChunkCorrupt``.
 
-        Chunks up to ``VERIFY_WHOLE_LIMIT`` are verified before any byte is yielded; larger ones
-        stream with the last piece held back until the digest matches, so a consumer never
-        receives a complete-looking copy of corrupt content.
+        Chunks up to ``VERIFY_WHOLE_LIMIT`` are read and verified here, before this returns, and
+        then handed on from memory; larger ones stream with the last piece held back until the
+        digest (and the size) match, so a consumer never receives a complete-looking copy of
+        corrupt content. There is no separate existence or size lookup: the read itself answers
+        both (an object store's GET, one request instead of a HEAD and a GET), so ``ChunkMissing``
+        is raised here and a stored size other than ``expected_size`` is ``ChunkCorrupt`` as soon
+        as the bytes read show it (here, for a chunk up to the limit). Without ``expected_size``
+        a chunk past the limit has the limit and one piece read before it starts streaming.
         """
-        size = await self.backend.stat(chunk_id)
-        if size is None:
-            raise ChunkMissing(chunk_id.hex())
-        if expected_size is not None and size != expected_size:
-            raise ChunkCorrupt(chunk_id, f"stored size {size} differs from {expected_size}")
-        return self._verified(chunk_id, size)
-
-    async def _verified(self, chunk_id: ChunkId, size: int) -> AsyncIterator[bytes]:
+        source = self.backend.read(chunk_id)
+        handed_on = False
         hasher = blake3.blake3()
         held: list[bytes] = []
-        held_bytes = 0
-        whole = size <= VERIFY_WHOLE_LIMIT
+        size = 0
+        # A chunk known to be large streams from its first piece; any other is read here until it
+        # ends or turns out larger than the limit (or than expected).
+        ahead = VERIFY_WHOLE_LIMIT if expected_size is None or expected_size <= VERIFY_WHOLE_LIMIT else 0
+        ended = False
         try:
-            source = self.backend.read(chunk_id)
-            async for piece in source:
-                await self.offload.hash([hasher], piece)
-                if not whole and held:
-                    for earlier in held:
-                        yield earlier
-                    held.clear()
-                    held_bytes = 0
+            try:
+                piece: bytes | None = await source.__anext__()
+            except StopAsyncIteration:
+                piece = None
+            except KeyError:
+                raise ChunkMissing(chunk_id.hex()) from None
+            while piece is not None:
+                size += len(piece)
+                self._check_not_longer(chunk_id, size, expected_size)
                 held.append(piece)
-                held_bytes += len(piece)
-        except KeyError:
-            raise ChunkMissing(chunk_id.hex()) from None
+                if size > ahead:
+                    # Hashed here, then the stream goes on from the next piece.
+                    await self.offload.hash([hasher], piece)
+                    break
+                piece = await self._hash_and_read_next(chunk_id, hasher, piece, source)
+            ended = piece is None
+            if not ended:
+                handed_on = True  # the stream closes the source
+                return self._stream_rest(chunk_id, source, hasher, held, size, expected_size)
+            self._check_complete(chunk_id, hasher, size, expected_size)
+        finally:
+            if not handed_on:
+                await _aclose(source)
+        return _release(held)
+
+    async def _hash_and_read_next(
+        self, chunk_id: ChunkId, hasher: blake3.blake3, piece: bytes, source: AsyncIterator[bytes]
+    ) -> bytes | None:
+        """Hash ``piece`` in a worker thread while the next piece is read (``None`` at the end),
+        so the digest costs no time of its own beside a backend that waits on the network. The
+        source is read by the calling task only (a backend's stream may hold a cancel scope)."""
+        with single_errors():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.offload.hash, [hasher], piece)
+                try:
+                    return await source.__anext__()
+                except StopAsyncIteration:
+                    return None
+                except KeyError:
+                    raise ChunkMissing(chunk_id.hex()) from None
+
+    def _check_not_longer(self, chunk_id: ChunkId, size: int, expected_size: int | None) -> None:
+        if expected_size is not None and size > expected_size:
+            raise ChunkCorrupt(chunk_id, f"stored size is more than {expected_size}")
+
+    def _check_complete(self, chunk_id: ChunkId, hasher: blake3.blake3, size: int, expected_size: int | None) -> None:
+        if expected_size is not None and size != expected_size:
+            raise ChunkCorrupt(chunk_id, f"stored size {size} differs from {expected_size}")
         if hasher.digest() != chunk_id:
             self._corrupt(chunk_id)
-        held.reverse()
-        while held:
-            yield held.pop()  # handed on one by one, so a consumer can let go of each
+
+    async def _stream_rest(
+        self,
+        chunk_id: ChunkId,
+        source: AsyncIterator[bytes],
+        hasher: blake3.blake3,
+        held: list[bytes],
+        size: int,
+        expected_size: int | None,
+    ) -> AsyncIterator[bytes]:
+        """The rest of a large chunk: every piece handed on once the next one has arrived, the
+        last only once the digest and the size match."""
+        try:
+            # What ``get`` read ahead: all but its last piece may go.
+            waiting = held.pop()
+            held.reverse()
+            while held:
+                yield held.pop()
+            try:
+                piece: bytes | None = await source.__anext__()
+            except StopAsyncIteration:
+                piece = None
+            except KeyError:
+                raise ChunkMissing(chunk_id.hex()) from None
+            while piece is not None:
+                size += len(piece)
+                self._check_not_longer(chunk_id, size, expected_size)
+                # Hashed before the next is read (not beside it): a stream holds two pieces.
+                await self.offload.hash([hasher], piece)
+                yield waiting
+                waiting = piece
+                try:
+                    piece = await source.__anext__()
+                except StopAsyncIteration:
+                    piece = None
+                except KeyError:
+                    raise ChunkMissing(chunk_id.hex()) from None
+            self._check_complete(chunk_id, hasher, size, expected_size)
+            yield waiting
+        finally:
+            await _aclose(source)
 
     def _corrupt(self, chunk_id: ChunkId) -> NoReturn:
         log.error("chunk %s failed verification on read", chunk_id.hex())

@@ -40,6 +40,7 @@ METHODS = frozenset(
         "check",
         "write",
         "commit",
+        "commit_if_absent",
         "abort",
     }
 )
@@ -64,6 +65,10 @@ class BackendWrapper(ChunkBackend):
 
     async def around(self, method: str, call: Callable[[], Awaitable[T]]) -> T:
         return await call()
+
+    @property
+    def blind_put_is_cheap(self) -> bool:
+        return self.inner.blind_put_is_cheap
 
     async def open(self) -> None:
         await self.around("open", self.inner.open)
@@ -129,6 +134,14 @@ class _WrappedWriter(ChunkWriter):
                 await self._inner.abort()
             raise
 
+    async def commit_if_absent(self, chunk_id: ChunkId) -> bool:
+        try:
+            return await self._owner.around("commit_if_absent", lambda: self._inner.commit_if_absent(chunk_id))
+        except BaseException:
+            with trio.CancelScope(shield=True):  # as for ``commit``: a failure leaves nothing staged
+                await self._inner.abort()
+            raise
+
     async def abort(self) -> None:
         await self._owner.around("abort", self._inner.abort)
 
@@ -153,7 +166,7 @@ class RetryingBackend(BackendWrapper):
     bytes are in an unknown state or gone; the caller retries the whole put), ``abort`` and
     ``close`` (the inner writer or backend is finished either way). A backend whose writers keep
     their staged bytes until a commit succeeds (an object store uploading a buffered chunk) may
-    name ``commit`` in ``also_retry``.
+    name ``commit`` and ``commit_if_absent`` in ``also_retry``.
     """
 
     _RETRIED = frozenset({"open", "begin_put", "has_many", "delete_many", "list_ids", "stat", "stats", "check"})
