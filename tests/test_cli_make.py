@@ -7,6 +7,7 @@ the client (`client/`, whose tests run too).
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -46,4 +47,7 @@ def test_test_on_a_fresh_checkout_installs_the_dev_tools(tmp_path: Path) -> None
     assert installs(commands) == [
         f"{tmp_path / 'venv'}/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e client"
     ]
-    assert f"{tmp_path / 'venv'}/bin/pytest" in [c.strip() for c in commands]
+    # The whole suite, each test once: the reliability checks and everything else.
+    pytest = f"{tmp_path / 'venv'}/bin/pytest"
+    runs = [c.strip() for c in commands if c.strip().startswith(pytest)]
+    assert [shlex.split(r)[1:3] for r in runs] == [["-m", "not reliability"], ["-m", "reliability"]]

@@ -407,8 +407,23 @@ class Syncer:
         return False
 
     async def _send_batch(self, rows: list[PendingRow], token: str | None, report: RoundReport) -> None:
+        changes: list[Any] = []
+        sendable: list[PendingRow] = []
+        for row in rows:
+            try:
+                changes.append(_wire_change(row.change))
+            except msgspec.ValidationError as exc:
+                # The node's own schema (the generated wire structs) refuses it, e.g. a name with a
+                # zero-width space: rejected here exactly as the node would, without a request.
+                error = wire.ResultError(code="VALIDATION_ERROR", message=str(exc))
+                await self._settle(row, wire.ChangeResult(local_id=row.id, status="rejected", error=error), report)
+            else:
+                sendable.append(row)
+        if not sendable:
+            return
+        rows = sendable
         try:
-            answer = await self.client.sync_files([_wire_change(r.change) for r in rows], token)
+            answer = await self.client.sync_files(changes, token)
         except NodeError as exc:
             if exc.code != "VALIDATION_ERROR":
                 raise
