@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ async def signed_in(
     email: str = "alice@example.com",
     **kw: Any,
 ) -> Client:
-    client = Client(base_url, state=State(state_path), transport=transport, retry=kw.pop("retry", FAST_RETRY), **kw)
+    # A copy per client: a test that turns its client's retries down must not turn down the next test's.
+    retry = kw.pop("retry", None) or dataclasses.replace(FAST_RETRY)
+    client = Client(base_url, state=State(state_path), transport=transport, retry=retry, **kw)
     await client.sign_in(email, PASSWORD)
     return client
 

@@ -5,6 +5,7 @@ edit; local changes made while the node is unreachable wait in the durable queue
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -148,7 +149,7 @@ async def test_changes_made_while_the_node_is_unreachable_wait_in_the_queue_and_
     client = await signed_in(BASE, tmp_path / "a.sqlite3", transport=in_process(app))
     await client.aclose()
     offline = Client(BASE, state=client.state, transport=transport, retry=None)
-    offline.session.retry.attempts = 1
+    offline.session.retry = dataclasses.replace(offline.session.retry, attempts=1)
     syncer = Syncer(offline, tmp_path / "A")
     (syncer.local / "made offline.txt").write_text("kept")
     report = await syncer.sync_once()
@@ -270,7 +271,7 @@ async def test_renames_and_deletes_made_offline_go_through_the_nodes_queue_with_
     down = Rule(lambda r: True, "refuse", times=0)
     transport = Scripted(in_process(app), down)
     a = await signed_in(BASE, tmp_path / "a.sqlite3", transport=transport)
-    a.session.retry.attempts = 1
+    a.session.retry = dataclasses.replace(a.session.retry, attempts=1)
     device_a = Syncer(a, tmp_path / "A")
     (device_a.local / "old name.txt").write_text("renamed offline")
     (device_a.local / "doomed.txt").write_text("deleted offline")
