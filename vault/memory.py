@@ -32,3 +32,51 @@ def limit_malloc_arenas(arenas: int = _ARENAS) -> bool:
     if not applied:
         log.debug("mallopt(M_ARENA_MAX) was refused")
     return applied
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+_libc_handle: ctypes.CDLL | bool | None = False
+
+
+def _libc() -> ctypes.CDLL | None:
+    global _libc_handle
+    if _libc_handle is False:
+        _libc_handle = None
+        name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+        if name is not None:
+            try:
+                libc = ctypes.CDLL(name)
+                libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                libc.mallinfo2.restype = _MallInfo2
+                _libc_handle = libc
+            except (OSError, AttributeError):  # not glibc, or older than 2.33 (no mallinfo2)
+                pass
+    return _libc_handle if isinstance(_libc_handle, ctypes.CDLL) else None
+
+
+def heap_free_bytes() -> int | None:
+    """Bytes malloc holds free in its arenas (glibc's ``mallinfo2().fordblks``); None off glibc."""
+    libc = _libc()
+    return None if libc is None else int(libc.mallinfo2().fordblks)
+
+
+def trim_heap(above: int = 16 * 1024 * 1024) -> bool:
+    """Give the free pages of malloc's arenas back to the system (``malloc_trim``) when more than
+    ``above`` bytes are free in them; True when it trimmed.
+
+    glibc returns freed memory only from the top of an arena: the upload pieces (about 1 MiB
+    each) freed below it stay in the process. With fifty uploads stalled mid-chunk, malloc held
+    98 MB free against 27 MB in use (RssAnon 158 MB), and kept it after they closed."""
+    libc = _libc()
+    if libc is None:
+        return False
+    if int(libc.mallinfo2().fordblks) <= above:
+        return False
+    libc.malloc_trim(0)
+    return True

@@ -48,6 +48,25 @@ class Metrics:
         self.received_bytes = Counter(
             "vault_upload_received_bytes", "Upload bytes received and verified.", registry=self.registry
         )
+        self.body_bytes = Counter(
+            "vault_request_body_bytes",
+            "Request body bytes read by the streamed routes (chunk PUT, tus PATCH, one-request upload).",
+            registry=self.registry,
+        )
+        # The same, readable without going through the registry (the heap trimmer's "quiet?").
+        self.body_bytes_seen = 0
+        self.heap_checks = Counter(
+            "vault_memory_trim_checks",
+            "Looks at the heap for freed memory to give back to the system (vault serve, glibc).",
+            registry=self.registry,
+        )
+        self.heap_trims = Counter(
+            "vault_memory_trims", "Heap trims that gave freed memory back to the system.", registry=self.registry
+        )
+
+    def body_received(self, size: int) -> None:
+        self.body_bytes.inc(size)
+        self.body_bytes_seen += size
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -111,9 +111,9 @@ def remove_staged(txn: lmdb.Transaction, dbs: Databases) -> int:
 
 
 class _LmdbWriter(ChunkWriter):
-    """Buffers at most one segment; whole segments go to the writer thread as they fill, but the
-    last one: a segment that ends a write waits for the next write (or for ``commit``, which puts
-    it in the publishing transaction), so a chunk of one segment costs one synced commit, not two.
+    """Buffers at most one segment; whole segments go to the writer thread as they fill, but a
+    first segment that ends a write waits for the next write (or for ``commit``, which puts it in
+    the publishing transaction), so a chunk of one segment costs one synced commit, not two.
 
     A segment write does not wait for its commit: up to ``_STAGED_IN_FLIGHT`` bytes are queued,
     so the store hashes the next piece while LMDB syncs the last one, and the writer thread
@@ -158,8 +158,11 @@ class _LmdbWriter(ChunkWriter):
         while len(view) >= SEGMENT_SIZE:
             full.append(view[:SEGMENT_SIZE])
             view = view[SEGMENT_SIZE:]
-        if not view and full:
-            self._held = full.pop()  # this may be the chunk's end: ``commit`` writes it
+        if not view and len(full) == 1 and not self._segments:
+            # This may be the whole chunk: ``commit`` writes it. Only the first segment: a later
+            # one held back would stay in memory for as long as a client stalls mid-chunk (fifty
+            # stalled uploads held 50 MB so), to save a few bytes of one commit's worth of work.
+            self._held = full.pop()
         if full:
             weight = len(full) * SEGMENT_SIZE
             while self._in_flight and self._queued + weight > _STAGED_IN_FLIGHT:

@@ -119,8 +119,13 @@ class RawRequest:
                 raise ClientDisconnected()
             data = message.get("body", b"")
             self._body_done = not message.get("more_body", False)
+            del message
             if data:
+                self.node.metrics.body_received(len(data))
                 yield data
+            # Not held while the next piece is awaited: a client that stalls mid-body would
+            # otherwise keep the last piece it sent in memory for as long as it stays connected.
+            del data
 
     @property
     def origin(self) -> str:

@@ -59,6 +59,7 @@ class _KeptBody:
         try:
             async for piece in self._req.body():
                 yield piece
+                del piece  # not held while the next one is awaited (a client may stall)
         except ClientDisconnected:
             self.disconnected = True
         except errors.BodyStalled:

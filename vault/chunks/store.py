@@ -119,6 +119,10 @@ async def _coalesce(stream: AsyncIterable[bytes], piece_size: int, limit: int) -
                 parts.clear()  # before the yield: the consumer may keep us suspended a while
                 held = 0
                 yield piece
+                del piece
+        # Let go of this read before waiting for the next: a stalled client would otherwise keep
+        # the last piece it sent in memory (``parts`` keeps only what is not yet passed on).
+        del data, view
     if parts:
         yield b"".join(parts)
 
@@ -282,6 +286,7 @@ class ChunkStore:
             async with send:
                 async for piece in pieces:
                     await send.send(piece)
+                    del piece  # not held while the next one is awaited (a stalled client)
 
         with single_errors():
             async with trio.open_nursery() as nursery:
@@ -295,6 +300,7 @@ class ChunkStore:
                             async with trio.open_nursery() as both:
                                 both.start_soon(self.offload.hash, hashers, piece)
                                 await writer.write(piece)
+                        del piece  # written: not held while the next one is awaited
         return size
 
     async def put_bytes(self, data: bytes, *, expected_id: ChunkId | None = None) -> PutResult:

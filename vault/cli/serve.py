@@ -20,7 +20,8 @@ from vault.cli import h11_buffer
 from vault.cli.common import CommandError, check_plugins, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import node_is_running
-from vault.memory import limit_malloc_arenas
+from vault.memory import limit_malloc_arenas, trim_heap
+from vault.metrics import Metrics
 from vault.sync.wire import LONGEST_WAIT
 
 log = logging.getLogger("vault.serve")
@@ -41,6 +42,8 @@ _RECV_SIZE = 1 << 20
 # Hypercorn queues up to this many body messages per request before it stops reading the socket;
 # with 1 MiB reads, 4 keeps a stalled upload's backlog at about 4 MiB.
 _APP_QUEUE = 4
+# How often the heap is looked at for freed memory to give back (``vault.memory.trim_heap``).
+_TRIM_INTERVAL = 1.0
 
 
 def tune_hypercorn() -> None:
@@ -78,13 +81,36 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[None] = trio.TAS
                 stop.set()
                 return
 
+    trimming = trio.CancelScope()
+
+    async def trim_heap_until_stopped() -> None:
+        with trimming:
+            await trim_heap_every(_TRIM_INTERVAL, app.node.metrics)
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
+        nursery.start_soon(trim_heap_until_stopped)
         log.info("serving on http://%s with data in %s", config.server.bind, config.storage.data_dir)
         await nursery.start(_serve_app, app, hypercorn_config(config), stop)
         task_status.started()
         await stop.wait()
+        trimming.cancel()
     log.info("stopped")
+
+
+async def trim_heap_every(seconds: float, metrics: Metrics) -> None:
+    """Every ``seconds`` in which no request body bytes arrived (uploads stalled, or none), give
+    freed malloc memory back to the system; never while bytes flow, when the freed pieces are
+    about to be reused and trimming them would only cost page faults. In a worker thread: the
+    trim holds malloc's locks while it walks the free memory. Counted in ``/metrics``."""
+    seen = metrics.body_bytes_seen
+    while True:
+        await trio.sleep(seconds)
+        now = metrics.body_bytes_seen
+        if now == seen and await trio.to_thread.run_sync(trim_heap):
+            metrics.heap_trims.inc()
+        seen = now
+        metrics.heap_checks.inc()
 
 
 async def _serve_app(app: object, hc: HypercornConfig, stop: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:

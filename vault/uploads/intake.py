@@ -134,6 +134,7 @@ class BodyPieces:
                 data, self._carry = data[:remaining], data[remaining:]
             remaining -= len(data)
             yield data
+            del data  # not held while the next piece is awaited (a client may stall)
 
     @property
     def exhausted(self) -> bool:

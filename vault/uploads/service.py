@@ -522,5 +522,6 @@ async def _checked(body: AsyncIterable[bytes], declared: Checksum, offload: Offl
     async for piece in body:
         await offload.hash([hasher], piece)
         yield piece
+        del piece  # not held while the next one is awaited (a client may stall)
     if hasher.digest() != declared.digest:
         raise errors.ChecksumMismatch("chunk does not match X-Chunk-Checksum")
