@@ -24,7 +24,7 @@ import httpx
 
 from bench.common import KiB, MiB
 from bench.peers import NodeServer, proc_memory
-from bench.uploads import Ctx, NodeApi, Params, Payloads, new_client
+from bench.uploads import Ctx, NodeApi, Params, Payloads, new_client, node_api_big, node_api_small
 
 GB = 1e9
 CELLS = "8x1,1x1,8x4,1x4,small"  # chunk MiB x streams; "small": 64 KiB files, one client
@@ -80,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         clients = {name: [new_client() for _ in range(4)] for name in nodes}
         ctx = Ctx(deadline=time.monotonic() + 3600, abort=threading.Event(), notes=set())
         for name in nodes:  # warm-up
-            apis[name].big(8 * MiB)(clients[name][:1], payloads.big_upload(checksums=True, chunk_size=8 * MiB), ctx)
+            node_api_big(apis[name], 8 * MiB)(
+                clients[name][:1], payloads.big_upload(checksums=True, chunk_size=8 * MiB), ctx
+            )
         order = list(nodes)
         for rep in range(args.reps):
             for cell in cells:
@@ -120,12 +122,12 @@ def _measure(
         ups = payloads.small_uploads(checksums=True)
         cpu0, t0 = proc.cpu_seconds(), time.perf_counter()
         for i in range(len(ups.files)):
-            api.small(clients[0], ups, [i], ctx)
+            node_api_small(api)(clients[0], ups, [i], ctx)
         seconds, cpu = time.perf_counter() - t0, proc.cpu_seconds() - cpu0
         return len(ups.files) / seconds, cpu / (ups.size / GB)
     mib, streams = (int(x) for x in cell.split("x"))
     up = payloads.big_upload(checksums=True, chunk_size=mib * MiB)
-    upload = api.big(mib * MiB)
+    upload = node_api_big(api, mib * MiB)
     os.sync()
     cpu0, t0 = proc.cpu_seconds(), time.perf_counter()
     upload(clients[:streams], up, ctx)
