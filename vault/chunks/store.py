@@ -134,6 +134,17 @@ async def _release(held: list[bytes]) -> AsyncIterator[bytes]:
         yield held.pop()
 
 
+async def _next_piece(chunk_id: ChunkId, source: AsyncIterator[bytes]) -> bytes | None:
+    """The next piece of a backend's stream of ``chunk_id``; ``None`` at its end. A backend
+    raises ``KeyError`` for a chunk it does not have, here the store's ``ChunkMissing``."""
+    try:
+        return await source.__anext__()
+    except StopAsyncIteration:
+        return None
+    except KeyError:
+        raise ChunkMissing(chunk_id.hex()) from None
+
+
 async def _aclose(source: AsyncIterator[bytes]) -> None:
     aclose = getattr(source, "aclose", None)
     if aclose is not None:
@@ -333,12 +344,7 @@ class ChunkStore:
         ahead = VERIFY_WHOLE_LIMIT if expected_size is None or expected_size <= VERIFY_WHOLE_LIMIT else 0
         ended = False
         try:
-            try:
-                piece: bytes | None = await source.__anext__()
-            except StopAsyncIteration:
-                piece = None
-            except KeyError:
-                raise ChunkMissing(chunk_id.hex()) from None
+            piece = await _next_piece(chunk_id, source)
             while piece is not None:
                 size += len(piece)
                 self._check_not_longer(chunk_id, size, expected_size)
@@ -367,12 +373,7 @@ class ChunkStore:
         with single_errors():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.offload.hash, [hasher], piece)
-                try:
-                    return await source.__anext__()
-                except StopAsyncIteration:
-                    return None
-                except KeyError:
-                    raise ChunkMissing(chunk_id.hex()) from None
+                return await _next_piece(chunk_id, source)
 
     def _check_not_longer(self, chunk_id: ChunkId, size: int, expected_size: int | None) -> None:
         if expected_size is not None and size > expected_size:
@@ -401,12 +402,7 @@ class ChunkStore:
             held.reverse()
             while held:
                 yield held.pop()
-            try:
-                piece: bytes | None = await source.__anext__()
-            except StopAsyncIteration:
-                piece = None
-            except KeyError:
-                raise ChunkMissing(chunk_id.hex()) from None
+            piece = await _next_piece(chunk_id, source)
             while piece is not None:
                 size += len(piece)
                 self._check_not_longer(chunk_id, size, expected_size)
@@ -414,12 +410,7 @@ class ChunkStore:
                 await self.offload.hash([hasher], piece)
                 yield waiting
                 waiting = piece
-                try:
-                    piece = await source.__anext__()
-                except StopAsyncIteration:
-                    piece = None
-                except KeyError:
-                    raise ChunkMissing(chunk_id.hex()) from None
+                piece = await _next_piece(chunk_id, source)
             self._check_complete(chunk_id, hasher, size, expected_size)
             yield waiting
         finally:
