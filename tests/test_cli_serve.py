@@ -146,3 +146,37 @@ def test_hypercorns_read_timeout_outlasts_the_longest_long_poll(tmp_path: Path) 
     from vault.sync.wire import LONGEST_WAIT
 
     assert hypercorn_config(config_from_mapping({})).read_timeout > LONGEST_WAIT
+
+
+async def test_a_connection_the_client_closes_between_requests_is_closed_at_once(tmp_path: Path) -> None:
+    """Hypercorn's trio worker kept such a socket (CLOSE_WAIT, a file descriptor) until its 75 s
+    keep-alive timer ran out; phones drop idle connections all the time."""
+    from tests.process_node import serve, wait_healthy
+
+    config = tmp_path / "vault.toml"
+    config.write_text("")
+    port = _free_port()
+    proc = serve(config, tmp_path / "data", port)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as other:
+            for _ in range(3):
+                sock = trio.socket.socket()
+                await sock.connect(("127.0.0.1", port))
+                with sock:
+                    # An answer without a body (tus's OPTIONS) is what left connections behind.
+                    await sock.send(b"OPTIONS /api/mobile/tus/ HTTP/1.1\r\nHost: node\r\n\r\n")
+                    answer = b""
+                    while b"\r\n\r\n" not in answer:
+                        answer += await sock.recv(65536)
+                    assert answer.startswith(b"HTTP/1.1 204"), answer
+                    # A whole request on another connection meanwhile: by then the node has
+                    # finished this one's answer and waits, idle, for its next request.
+                    assert (await other.get("/api/health")).status_code == 200
+                    sock.shutdown(socket.SHUT_WR)  # the client is done with this connection
+                    with trio.fail_after(10):  # well inside the 75 s keep-alive timer
+                        while await sock.recv(65536):
+                            pass
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -16,7 +16,7 @@ from hypercorn.utils import LifespanFailureError
 
 from vault._trio_util import single_errors
 from vault.app import create_app
-from vault.cli import h11_buffer
+from vault.cli import h11_buffer, hypercorn_eof
 from vault.cli.common import CommandError, check_plugins, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import node_is_running
@@ -48,9 +48,11 @@ _TRIM_INTERVAL = 1.0
 
 def tune_hypercorn() -> None:
     """Apply the larger socket read size (a module constant of Hypercorn's trio worker), and the
-    receive buffer that hands body reads on without copying them (``vault.cli.h11_buffer``)."""
+    receive buffer that hands body reads on without copying them (``vault.cli.h11_buffer``), and
+    connections closed as soon as their client closes them (``vault.cli.hypercorn_eof``)."""
     hypercorn_tcp.MAX_RECV = _RECV_SIZE
     h11_buffer.install()
+    hypercorn_eof.install()
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
