@@ -611,3 +611,43 @@ async def test_allow_names_only_the_methods_of_the_path_asked_about(client: Any)
         assert response.status_code == 405, path
         assert response.headers["Allow"] == allowed
         assert (await response.get_json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_open_uploads_per_device_are_capped_until_some_finish_or_expire(
+    make_config: Callable[..., Config], idle_jump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(uploads={"max_open_per_device": 3, "session_ttl": "1h"})
+    async with running_app(config, idle_jump_clock) as app:
+        client = app.test_client()
+        phone = await register(client, device_id="phone-1")
+        tablet = await register(client, device_id="tablet-1")
+
+        def files(*names: str) -> dict[str, Any]:
+            return {"files": [{"localId": n, "name": n, "size": 10, "folder": "/"} for n in names]}
+
+        first = await client.post("/api/mobile/upload/init", headers=phone, json=files("a", "b"))
+        planned = (await first.get_json())["data"]["files"]
+        assert len(planned) == 2
+        over = await client.post("/api/mobile/upload/init", headers=phone, json=files("c", "d"))
+        assert over.status_code == 429
+        error = (await over.get_json())["error"]
+        assert error["code"] == "RATE_LIMIT_EXCEEDED"
+        assert error["details"] == {"limit": 3, "open": 2, "requested": 2}
+        assert 3500 <= int(over.headers["Retry-After"]) <= 3600  # when the first open one expires
+        # Nothing of the refused init was kept; one more fits, on tus too, and then nothing.
+        assert (await client.post("/api/mobile/upload/init", headers=phone, json=files("c"))).status_code == 200
+        tus = {**phone, "Tus-Resumable": "1.0.0", "Upload-Length": "10", "Upload-Metadata": "filename ZQ=="}
+        refused = await client.post("/api/mobile/tus/", headers=tus)
+        assert refused.status_code == 429
+        assert (await refused.get_json())["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+        # Another device of the same account has its own allowance.
+        assert (await client.post("/api/mobile/upload/init", headers=tablet, json=files("t"))).status_code == 200
+        # Aborting one makes room for one.
+        aborted = await client.delete(f"/api/mobile/upload/{planned[0]['uploadId']}", headers=phone)
+        assert aborted.status_code == 200
+        assert (await client.post("/api/mobile/tus/", headers=tus)).status_code == 201
+        assert (await client.post("/api/mobile/upload/init", headers=phone, json=files("e"))).status_code == 429
+        # Once they expire, the device starts afresh.
+        await trio.sleep(3601)
+        again = await client.post("/api/mobile/upload/init", headers=phone, json=files("x", "y", "z"))
+        assert again.status_code == 200

@@ -104,6 +104,9 @@ class UploadsConfig(_Section):
     max_single_request_size: ByteSize = ByteSize(16 * 1024 * 1024)
     gc_interval: Seconds = Seconds(3600)
     gc_grace: Seconds = Seconds(3600)
+    # Upload sessions (chunk API and tus) a device may have open at once; more are refused with
+    # 429 RATE_LIMIT_EXCEEDED until some complete, are aborted or expire.
+    max_open_per_device: Annotated[int, msgspec.Meta(ge=1)] = 5000
 
 
 class FilesConfig(_Section):

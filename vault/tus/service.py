@@ -107,7 +107,10 @@ class TusService:
             via="tus",
         )
 
+        cap = int(config.max_open_per_device)
+
         def write(txn: Txn) -> None:
+            by_device.require_room(txn, user_id, device_id, 1, now, cap)
             usage = get_usage(txn, user_id)
             check_quota(usage, quota, size)
             usage.reserved += size

@@ -11,8 +11,11 @@ Data written before the index existed is indexed once at start (``ensure_built``
 
 from __future__ import annotations
 
+import itertools
+import math
 import struct
 
+from vault import errors
 from vault.meta import META, MetaStore, RawTable, Txn
 from vault.offload import Offload
 from vault.uploads.records import UPLOADS, UploadSession
@@ -48,6 +51,28 @@ def count_open(txn: Txn, user_id: str, device_id: str, now: float) -> int:
     """The device's sessions still uploading and not past their expiry."""
     prefix = _device_prefix(user_id, device_id)
     return sum(1 for _ in txn.keys(OPEN_UPLOADS, prefix, start=prefix + _at(now + 0.001)))
+
+
+def require_room(txn: Txn, user_id: str, device_id: str, adding: int, now: float, cap: int) -> None:
+    """Refuse (429, ``Retry-After`` until the device's first open session expires) when ``adding``
+    more sessions would leave the device more than ``cap`` open ones: one device cannot fill the
+    metadata store with sessions it never uses. Reads at most ``cap`` index keys."""
+    prefix = _device_prefix(user_id, device_id)
+    keys = txn.keys(OPEN_UPLOADS, prefix, start=prefix + _at(now + 0.001))
+    first = next(keys, None)
+    if first is None or adding <= 0:
+        return
+    open_now = 1 + sum(1 for _ in itertools.islice(keys, max(0, cap - 1)))
+    if open_now + adding <= cap:
+        return
+    (expires_ms,) = _MS.unpack(first[len(prefix) : len(prefix) + _MS.size])
+    error = errors.RateLimitExceeded(
+        max(1, math.ceil(expires_ms / 1000 - now)),
+        f"This device has {open_now} open uploads (at most {cap}, [uploads] max_open_per_device): "
+        "complete or abort some before starting more",
+    )
+    error.details = {"limit": cap, "open": open_now, "requested": adding}
+    raise error
 
 
 def _build(txn: Txn) -> None:

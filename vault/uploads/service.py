@@ -142,6 +142,7 @@ class UploadService:
         quota = await self.quota_of(user_id)
         now = self.now
         session_id = new_id("session")
+        cap = int(self.config.max_open_per_device)
 
         def write(txn: Txn) -> list[PlannedFile | UploadSession]:
             planned: list[PlannedFile | UploadSession] = []
@@ -187,6 +188,7 @@ class UploadService:
                 sessions.append(upload)
                 needed += item.size
                 planned.append(upload)  # its plan is made after the commit, off the writer thread
+            by_device.require_room(txn, user_id, device_id, len(sessions), now, cap)
             usage = get_usage(txn, user_id)
             check_quota(usage, quota, needed)
             usage.reserved += needed
