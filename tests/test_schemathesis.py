@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
@@ -20,6 +22,7 @@ from schemathesis.config._checks import (
     MISSING_REQUIRED_HEADER_EXPECTED_STATUSES,
     NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
 )
+from schemathesis.specs.openapi import stateful as stateful_openapi
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from tests.auth_support import register_body
@@ -31,6 +34,9 @@ pytestmark = pytest.mark.reliability
 
 SEED = 20240612
 MAX_EXAMPLES = 25
+# The stateful phase: this many call sequences of up to this many steps.
+STATEFUL_EXAMPLES = 40
+STATEFUL_STEPS = 8
 PENDING = "pending-until-the-node-runs"
 
 
@@ -60,7 +66,8 @@ CONFIG = SchemathesisConfig.from_dict(
         },
     }
 )
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
+# A copy: the stateful phase adds the links it infers to the document it was given.
+schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=CONFIG)
 # tus PATCH bodies are raw bytes like chunk PUTs, under tus's own media type.
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
@@ -187,19 +194,78 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-@schema.parametrize()
-def test_every_operation(case: Any, node: str) -> None:
+def _call(case: Any, base: str) -> Any:
+    """``case`` sent to the node with our token (when it carries one of ours: a fuzzed or missing
+    header is sent as generated), signing in again once if a fuzzed logout revoked it."""
     ours = TOKENS.ours(case)
     if ours:
         TOKENS.apply(case)
-    response = case.call(base_url=node)
+    response = case.call(base_url=base)
     if ours and response.status_code == 401:  # a fuzzed logout revoked the token: sign in again, once
         TOKENS.current = None
         TOKENS.apply(case)
-        response = case.call(base_url=node)
+        response = case.call(base_url=base)
+    return response
+
+
+def _validate(case: Any, response: Any, base: str) -> None:
+    """Every schemathesis check, but for what a schema cannot say (``SCHEMA_CANNOT_SAY``) and the
+    per-item answers of batch operations."""
     excluded = []
     if _schema_cannot_say(case, response) is not None:
         excluded.append(positive_data_acceptance)
     if case.operation.label in PER_ITEM_RESULTS:
         excluded.append(negative_data_rejection)
-    case.validate_response(response, excluded_checks=excluded, transport_kwargs={"base_url": node})
+    case.validate_response(response, excluded_checks=excluded, transport_kwargs={"base_url": base})
+
+
+@schema.parametrize()
+def test_every_operation(case: Any, node: str) -> None:
+    _validate(case, _call(case, node), node)
+
+
+def _with_every_root() -> type:
+    """The state machine, with every operation that starts a chain as an entry point. Schemathesis
+    takes ``localId`` (upload/init) and ``fileId`` (shares) for references to resources nothing
+    produces and so would start only from the two lists; every chain worth walking (an upload
+    planned, read, sent, aborted) starts at one of those POSTs."""
+    classify = stateful_openapi.classify_root_transitions
+
+    def every_root(*args: Any) -> Any:
+        roots = classify(*args)
+        roots.reliable |= roots.fallback
+        return roots
+
+    stateful_openapi.classify_root_transitions = every_root
+    try:
+        return schema.as_state_machine()
+    finally:
+        stateful_openapi.classify_root_transitions = classify
+
+
+class NodeWorkflow(_with_every_root()):  # type: ignore[misc]
+    """Sequences of calls chained by the links schemathesis infers from the document (an upload
+    planned, then its state read, its chunks sent, aborted; a device listed, then renamed and
+    removed; a share made, then revoked ...), each answer checked as above."""
+
+    base = ""
+
+    def call(self, case: Any, **kwargs: Any) -> Any:
+        return _call(case, self.base)
+
+    def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+        _validate(case, response, self.base)
+
+
+def test_call_sequences(node: str) -> None:
+    NodeWorkflow.base = node
+    NodeWorkflow.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )

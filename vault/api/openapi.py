@@ -69,6 +69,8 @@ def _operation(doc: RouteDoc, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         ok = {"description": "Success", "content": {"application/json": {"schema": schema}}}
     else:
         ok = {"description": "Success"}
+    if doc.links:
+        ok = {**ok, "links": doc.links}
     envelope = {"application/json": {"schema": refs[ErrorEnvelope]}}
     op["responses"] = {
         str(doc.status): ok,

@@ -85,6 +85,15 @@ class RouteDoc:
     errors: tuple[tuple[int, str], ...] = ()
     # Answers besides the success one and the error envelope (OpenAPI response objects by status).
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # OpenAPI links of the success answer: which operations take what it returned (``link``).
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def link(method: str, path: str, description: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation ``method path`` (a full documented path), its parameters
+    taken from the answer by runtime expressions (``$response.body#/data/uploadId``)."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return {"operationRef": f"#/paths/{pointer}/{method.lower()}", "description": description, "parameters": parameters}
 
 
 # A request header a route reads, for the OpenAPI document: (JSON schema, required, description).
@@ -133,6 +142,7 @@ class ApiRouter:
         envelope: bool = True,
         summary: str = "",
         path_schemas: dict[str, dict[str, Any]] | None = None,
+        links: dict[str, dict[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler(ctx, [body,] **path_params)``.
 
@@ -176,6 +186,7 @@ class ApiRouter:
                     query=query,
                     tags=[self.tag],
                     path_schemas=path_schemas or {},
+                    links=links or {},
                 )
             )
             return handler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vault.api.routing import ApiRouter, Ctx
+from vault.api.routing import ApiRouter, Ctx, link
 from vault.files.records import file_entry
 from vault.uploads.wire import (
     AbortResponse,
@@ -17,7 +17,22 @@ from vault.uploads.wire import (
 router = ApiRouter("uploads")
 
 
-@router.post("/upload/init", body=InitRequest, response=InitResponse)
+_PLANNED = "$response.body#/data/files/0/uploadId"  # the first file's upload
+_UPLOAD = "/api/mobile/upload/{upload_id}"
+
+
+@router.post(
+    "/upload/init",
+    body=InitRequest,
+    response=InitResponse,
+    links={
+        "UploadState": link("GET", _UPLOAD, "What the node holds of the first file's upload", upload_id=_PLANNED),
+        "FirstChunk": link(
+            "PUT", _UPLOAD + "/chunks/{index}", "Send the first file's first chunk", upload_id=_PLANNED, index="0"
+        ),
+        "AbortUpload": link("DELETE", _UPLOAD, "Abort the first file's upload", upload_id=_PLANNED),
+    },
+)
 async def init(ctx: Ctx, body: InitRequest) -> InitResponse:
     """Plan chunked uploads for one or more files."""
     p = ctx.principal
