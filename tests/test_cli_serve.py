@@ -180,3 +180,27 @@ async def test_a_connection_the_client_closes_between_requests_is_closed_at_once
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_sigterm_does_not_wait_for_a_kept_alive_idle_connection(tmp_path: Path) -> None:
+    """A phone keeps its connection open between requests; a graceful stop must not sit out the
+    whole grace period for it (Hypercorn's keep-alive timer, which closes such connections at
+    shutdown, is often not running after a fast answer)."""
+    from tests.process_node import serve, wait_healthy
+
+    config = tmp_path / "vault.toml"
+    config.write_text('[server]\nshutdown_grace = "60s"\n')
+    port = _free_port()
+    proc = serve(config, tmp_path / "data", port)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as phone:
+            for _ in range(3):
+                assert (await phone.get("/api/health")).status_code == 200
+            proc.send_signal(signal.SIGTERM)
+            # Well inside the 60 s grace.
+            assert await trio.to_thread.run_sync(lambda: proc.wait(timeout=15)) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
