@@ -204,3 +204,33 @@ async def test_sigterm_does_not_wait_for_a_kept_alive_idle_connection(tmp_path: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("then", [b"", b"GET /api/he"], ids=["idle", "a request head that never ends"])
+async def test_a_kept_alive_connection_is_closed_after_its_keep_alive_time(tmp_path: Path, then: bytes) -> None:
+    """After an answer of a JSON (Quart) route, Hypercorn's keep-alive timer was never restarted:
+    an idle connection stayed open for the 330 s read timeout, and one that trickles its next
+    request head (slowloris) for ever."""
+    from tests.process_node import serve, wait_healthy
+
+    config = tmp_path / "vault.toml"
+    config.write_text('[server]\nkeep_alive_timeout = "1s"\n')
+    port = _free_port()
+    proc = serve(config, tmp_path / "data", port)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        with sock:
+            await sock.send(b"GET /api/health HTTP/1.1\r\nHost: node\r\n\r\n")
+            answer = b""
+            while b"healthy" not in answer:
+                answer += await sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            await sock.send(then)
+            with trio.fail_after(15):  # the node closes it after about 1 s
+                while await sock.recv(65536):
+                    pass
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

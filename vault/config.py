@@ -46,6 +46,9 @@ class ServerConfig(_Section):
     bind: str = "127.0.0.1:8080"
     public_url: str = ""
     shutdown_grace: Seconds = Seconds(10)
+    # A kept-alive connection with no request under way is closed after this long (a request
+    # head that has not arrived whole by then included).
+    keep_alive_timeout: Seconds = Seconds(75)
     max_json_body: ByteSize = ByteSize(1024 * 1024)
     body_read_timeout: Seconds = Seconds(60)
     min_body_rate: ByteSize = ByteSize(4096)

@@ -16,7 +16,7 @@ from hypercorn.utils import LifespanFailureError
 
 from vault._trio_util import single_errors
 from vault.app import create_app
-from vault.cli import h11_buffer, hypercorn_eof
+from vault.cli import h11_buffer, hypercorn_closing
 from vault.cli.common import CommandError, check_plugins, config_from_args, setup_logging
 from vault.config import Config
 from vault.datadir_lock import node_is_running
@@ -49,10 +49,10 @@ _TRIM_INTERVAL = 1.0
 def tune_hypercorn() -> None:
     """Apply the larger socket read size (a module constant of Hypercorn's trio worker), and the
     receive buffer that hands body reads on without copying them (``vault.cli.h11_buffer``), and
-    connections closed as soon as their client closes them (``vault.cli.hypercorn_eof``)."""
+    connections closed when nothing more can come of them (``vault.cli.hypercorn_closing``)."""
     hypercorn_tcp.MAX_RECV = _RECV_SIZE
     h11_buffer.install()
-    hypercorn_eof.install()
+    hypercorn_closing.install()
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -63,7 +63,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.graceful_timeout = float(config.server.shutdown_grace)
     hc.accesslog = None  # our own structured request log replaces it
     hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = 75
+    hc.keep_alive_timeout = float(config.server.keep_alive_timeout)
     # Hypercorn's read timeout also runs while a request is being answered: it must outlast the
     # longest long poll (sync/status wait=300), or those connections are cut at 60 s. Slow request
     # bodies are cut by the node itself (server.body_read_timeout, server.min_body_rate).

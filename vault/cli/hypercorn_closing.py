@@ -1,0 +1,94 @@
+"""Connections close when nothing more can come of them: after their keep-alive time, when the
+client closed its side, and at shutdown once they are not answering a request.
+
+Hypercorn's trio worker (0.18) closes an idle kept-alive connection with a keep-alive timer that
+each answer restarts; three ways it failed, each fixed here (``install``):
+
+- The timer is restarted from the task that sent the answer, and Quart cancels that task as the
+  answer ends: the restart was cancelled, so after any Quart answer (every JSON route) the
+  connection had no timer at all. It stayed open until the 330 s read timeout, and a client that
+  trickles a byte of its next request head now and then held it (and a file descriptor) for ever:
+  the slowloris attack. The timer's start and stop now run shielded.
+- When a client closed a kept-alive connection between requests, the read loop ended but the
+  connection was only closed when the timer fired: a socket in CLOSE_WAIT and a descriptor held
+  for up to the keep-alive time after each phone dropped a connection (httpx drops idle ones
+  after 5 s). Once reading has ended, the timer is stopped and the connection closes.
+- At shutdown, a client that had sent its next request as the last answer went out left the read
+  loop waiting for a resume that never comes once the node is stopping, and a stop sat out its
+  whole ``shutdown_grace`` (5.2 s of a 5 s grace under load; now 0.4 s). A connection is closed
+  as soon as it is not answering a request.
+
+A Hypercorn without the methods this relies on is left as it is (with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from hypercorn.events import Updated
+from hypercorn.trio import tcp_server
+
+log = logging.getLogger(__name__)
+
+_MARK = "_vault_closes_connections"
+# How often a connection answering a request is looked at while the node stops.
+_SHUTDOWN_POLL = 0.05
+
+
+def install() -> bool:
+    """Put the wrappers in place (once); ``False`` when this Hypercorn's trio server differs."""
+    server = tcp_server.TCPServer
+    original: Callable[[Any], Awaitable[None]] | None = getattr(server, "_read_data", None)
+    send: Callable[[Any, Any], Awaitable[None]] | None = getattr(server, "protocol_send", None)
+    needed = ("_idle_timeout", "_initiate_server_close")
+    if original is None or send is None or not all(hasattr(server, name) for name in needed):
+        log.warning("Hypercorn's trio server is not the one this node knows; closed connections linger")
+        return False
+    if getattr(original, _MARK, False):
+        return True
+
+    async def _read_data(self: Any) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_close_when_done_at_shutdown, self, nursery.cancel_scope)
+                await original(self)
+                nursery.cancel_scope.cancel()
+        finally:
+            # Nothing more can be read: the keep-alive timer has nothing left to wait for.
+            # (Outside the nursery: inside its cancelled scope this would not run.)
+            await self.idle_task.stop()
+
+    async def protocol_send(self: Any, event: Any) -> None:
+        if isinstance(event, Updated):
+            # Starts or stops the keep-alive timer: must happen even when the task that answered
+            # is being cancelled as its answer ends (Quart's are).
+            with trio.CancelScope(shield=True):
+                await send(self, event)
+        else:
+            await send(self, event)
+
+    setattr(_read_data, _MARK, True)
+    server._read_data = _read_data  # type: ignore[method-assign]
+    server.protocol_send = protocol_send  # type: ignore[method-assign]
+    return True
+
+
+async def _close_when_done_at_shutdown(server: Any, reading: trio.CancelScope) -> None:
+    """At shutdown, close the connection once it is not answering a request (at once if it is
+    between requests), and stop its read loop. Hypercorn leaves the idle case to the keep-alive
+    timer, which a fast answer often leaves stopped (its stop and restart race); and when a client
+    had sent its next request while the last answer went out, the read loop waits for a resume
+    that never comes once the node is stopping. Either held a graceful stop for its whole grace."""
+    await server.context.terminated.wait()
+    protocol: Any = getattr(getattr(server, "protocol", None), "protocol", None)
+    if getattr(protocol, "connection", None) is None:
+        return  # not HTTP/1.1
+    # A request is being answered: let it finish (Hypercorn's state, with no event to wait on).
+    while protocol.stream is not None:  # noqa: ASYNC110
+        await trio.sleep(_SHUTDOWN_POLL)
+    with trio.CancelScope(shield=True):
+        await server._initiate_server_close()
+    reading.cancel()
