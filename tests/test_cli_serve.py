@@ -234,3 +234,41 @@ async def test_a_kept_alive_connection_is_closed_after_its_keep_alive_time(tmp_p
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_a_request_longer_than_the_keep_alive_time_is_not_cut_off(tmp_path: Path) -> None:
+    """The keep-alive timer closes only a connection between requests: a long poll (3 s, past the
+    1 s keep-alive) sent right behind another request's answer still gets its own answer."""
+    from tests.auth_support import register_body
+    from tests.process_node import serve, wait_healthy
+
+    config = tmp_path / "vault.toml"
+    config.write_text('[server]\nkeep_alive_timeout = "1s"\n')
+    port = _free_port()
+    proc = serve(config, tmp_path / "data", port)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            signed = await http.post("/api/mobile/auth/register", json=register_body(device_id="poller"))
+            token = signed.json()["tokens"]["accessToken"]
+            first = await http.get("/api/mobile/sync/status", headers={"Authorization": f"Bearer {token}"})
+            sync_token = first.json()["data"]["nextSyncToken"]
+        for _ in range(2):
+            sock = trio.socket.socket()
+            await sock.connect(("127.0.0.1", port))
+            with sock:
+                auth = f"Authorization: Bearer {token}\r\n".encode()
+                quick = b"GET /api/health HTTP/1.1\r\nHost: node\r\n\r\n"
+                poll = f"GET /api/mobile/sync/status?wait=3&syncToken={sync_token} HTTP/1.1\r\nHost: node\r\n"
+                await sock.send(quick + poll.encode() + auth + b"\r\n")  # pipelined, one write
+                answers = b""
+                with trio.fail_after(20):
+                    while answers.count(b"HTTP/1.1 ") < 2 or not answers.endswith(b"}"):
+                        data = await sock.recv(65536)
+                        assert data, f"the node closed the connection during the long poll: {answers!r}"
+                        answers += data
+                assert answers.startswith(b"HTTP/1.1 200")
+                assert b"HTTP/1.1 200" in answers.split(b"healthy", 1)[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

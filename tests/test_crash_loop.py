@@ -1,7 +1,8 @@
-"""The crash loop: a real node is killed with ``kill -9`` at random moments while clients upload,
-complete and rename; after every restart nothing acknowledged is missing or wrong, nothing
-unacknowledged is half-visible, every interrupted upload resumes to a verified file, the sync
-listing agrees with the files, and at the end ``vault fsck`` is clean. 15 kills per backend; and
+"""The crash loop: a real node is killed with ``kill -9`` at random moments while clients upload
+(chunk API and tus), complete, rename and hand over offline-queue operations; after every restart
+nothing acknowledged is missing or wrong, nothing unacknowledged is half-visible, every
+interrupted upload (tus too) resumes to a verified file, every acknowledged queue operation is
+still there, the sync listing agrees with the files, and at the end ``vault fsck`` is clean. 15 kills per backend; and
 the same with 5 graceful stops (SIGTERM) per backend, each of which must end by itself, exit 0.
 
 Kill moments come from a seeded generator (``VAULT_CRASH_SEED`` to replay one); the figures are
@@ -9,6 +10,7 @@ printed (``-s``)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import signal
@@ -51,6 +53,9 @@ class Ledger:
     resumed: int = 0
     losses: list[str] = field(default_factory=list)
     verified: set[tuple[str, str]] = field(default_factory=set)  # (file id, checksum) read back whole
+    tus_open: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # tus path -> (name, content)
+    tus_files: dict[str, str] = field(default_factory=dict)  # name in /crash -> checksum, tus-uploaded
+    queued: set[str] = field(default_factory=set)  # queue operation ids the node acknowledged
 
 
 async def _upload(http: httpx.AsyncClient, headers: dict[str, str], ledger: Ledger, rng: random.Random, n: str) -> str:
@@ -87,14 +92,67 @@ async def _rename(http: httpx.AsyncClient, headers: dict[str, str], ledger: Ledg
     ledger.acknowledged += 1
 
 
+def _tus_headers(headers: dict[str, str], **more: str) -> dict[str, str]:
+    return {**headers, "Tus-Resumable": "1.0.0", **more}
+
+
+async def _tus_patch(http: httpx.AsyncClient, headers: dict[str, str], path: str, offset: int, piece: bytes) -> int:
+    patched = await http.patch(
+        path,
+        headers=_tus_headers(
+            headers, **{"Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
+        ),
+        content=piece,
+    )
+    patched.raise_for_status()
+    return int(patched.headers["upload-offset"])
+
+
+async def _tus_upload(
+    http: httpx.AsyncClient, headers: dict[str, str], ledger: Ledger, rng: random.Random, n: str
+) -> None:
+    """A tus upload in a few PATCHes; kept open in the ledger until its last PATCH is answered."""
+    data = rng.randbytes(rng.randrange(1, 4 * CHUNK))
+    name = f"t{n}.bin"
+    meta = f"filename {base64.b64encode(name.encode()).decode()},folder {base64.b64encode(b'/crash').decode()}"
+    created = await http.post(
+        "/api/mobile/tus/", headers=_tus_headers(headers, **{"Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    )
+    created.raise_for_status()
+    path = httpx.URL(created.headers["location"]).raw_path.decode()
+    ledger.tus_open[path] = (name, data)
+    offset = 0
+    while offset < len(data):
+        offset = await _tus_patch(http, headers, path, offset, data[offset : offset + rng.randrange(1, 2 * CHUNK)])
+    del ledger.tus_open[path]
+    ledger.tus_files[name] = b3(data)
+    ledger.acknowledged += 1
+
+
+async def _queue_mkdir(http: httpx.AsyncClient, headers: dict[str, str], ledger: Ledger, n: str) -> None:
+    """An offline-queue operation handed over: once acknowledged it must survive any crash."""
+    op = {"id": f"q{n}", "type": "mkdir", "folder": f"/crash-q/{n}"}
+    added = await http.post("/api/mobile/queue/add", headers=headers, json={"operations": [op]})
+    added.raise_for_status()
+    [answer] = added.json()["data"]["operations"]
+    assert answer["status"] in ("queued", "done"), answer
+    ledger.queued.add(op["id"])
+    ledger.acknowledged += 1
+
+
 async def _worker(base: str, headers: dict[str, str], ledger: Ledger, rng: random.Random, tag: str) -> None:
     """Operations until the node goes away under it."""
     mine: list[str] = []
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         for k in range(10_000):
             try:
-                if not mine or rng.random() < 0.7:
+                roll = rng.random()
+                if not mine or roll < 0.5:
                     mine.append(await _upload(http, headers, ledger, rng, f"{tag}-{k}"))
+                elif roll < 0.7:
+                    await _tus_upload(http, headers, ledger, rng, f"{tag}-{k}")
+                elif roll < 0.8:
+                    await _queue_mkdir(http, headers, ledger, f"{tag}-{k}")
                 else:
                     await _rename(http, headers, ledger, rng.choice(mine), f"{tag}-{k}")
             except (httpx.TransportError, httpx.HTTPStatusError):
@@ -127,6 +185,15 @@ async def _check(base: str, headers: dict[str, str], ledger: Ledger) -> None:
             ledger.names[file_id] = {done.json()["data"]["file"]["name"]}
             del ledger.interrupted[upload_id]
             ledger.resumed += 1
+        for path, (name, data) in list(ledger.tus_open.items()):  # resumed from the node's offset
+            head = await http.head(path, headers=_tus_headers(headers))
+            assert head.status_code == 200, (path, head.status_code)
+            offset = int(head.headers["upload-offset"])
+            while offset < len(data):
+                offset = await _tus_patch(http, headers, path, offset, data[offset : offset + 2 * CHUNK])
+            del ledger.tus_open[path]
+            ledger.tus_files[name] = b3(data)
+            ledger.resumed += 1
         for file_id, checksum in ledger.files.items():
             entry = await http.get(f"/api/mobile/files/{file_id}", headers=headers)
             if entry.status_code != 200:
@@ -144,6 +211,15 @@ async def _check(base: str, headers: dict[str, str], ledger: Ledger) -> None:
             content = await http.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
             assert content.status_code == 200 and b3(content.content) == entry["checksum"], entry
             ledger.verified.add((entry["id"], entry["checksum"]))
+        by_name = {entry["name"]: entry["checksum"] for entry in files}
+        for name, checksum in ledger.tus_files.items():
+            if by_name.get(name) != checksum:
+                ledger.losses.append(f"tus {name}: {by_name.get(name)}")
+        queue = await http.get("/api/mobile/queue", params={"limit": 5000}, headers=headers)
+        status = {op["id"]: op["status"] for op in queue.json()["data"]["operations"]}
+        for op_id in ledger.queued:
+            if status.get(op_id) not in ("queued", "done"):
+                ledger.losses.append(f"queued {op_id}: {status.get(op_id)}")
         synced = await http.get("/api/mobile/sync/status", params={"limit": 5000}, headers=headers)
         created = {e["id"] for e in synced.json()["data"]["changes"]["created"]}
         assert created == {e["id"] for e in files}
@@ -211,7 +287,8 @@ async def _stop_loop(tmp_path: Path, backend: str, stop: signal.Signals, rounds:
     fsck = await trio.to_thread.run_sync(_fsck, config, data_dir)
     print(
         f"{backend}: {rounds} x {stop.name}, {ledger.acknowledged} acknowledged operations, {ledger.resumed} "
-        f"interrupted uploads resumed, {len(ledger.files)} files, {len(ledger.losses)} losses; exits {exits} "
+        f"interrupted uploads resumed, {len(ledger.files)} + {len(ledger.tus_files)} (tus) files, "
+        f"{len(ledger.queued)} queued operations, {len(ledger.losses)} losses; exits {exits} "
         f"after {max(stopping):.1f} s at most; "
         f"fsck exit {fsck.returncode}"
     )

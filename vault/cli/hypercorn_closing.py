@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h11
 import trio
 from hypercorn.events import Updated
 from hypercorn.trio import tcp_server
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 _MARK = "_vault_closes_connections"
 # How often a connection answering a request is looked at while the node stops.
 _SHUTDOWN_POLL = 0.05
+# h11's states of the node's side in which no answer is under way.
+_NOT_ANSWERING = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 
 
 def install() -> bool:
@@ -73,21 +76,48 @@ def install() -> bool:
     setattr(_read_data, _MARK, True)
     server._read_data = _read_data  # type: ignore[method-assign]
     server.protocol_send = protocol_send  # type: ignore[method-assign]
+    server._idle_timeout = _idle_timeout  # type: ignore[method-assign,assignment]
     return True
+
+
+def _http11(server: Any) -> Any:
+    """The connection's HTTP/1.1 protocol (h11 underneath), or None (HTTP/2, not set up yet)."""
+    protocol = getattr(getattr(server, "protocol", None), "protocol", None)
+    return protocol if getattr(protocol, "connection", None) is not None else None
+
+
+def _between_requests(protocol: Any) -> bool:
+    """No request is being answered: none has arrived whole since the last answer (a head may be
+    arriving), or the last answer is complete. h11 says ``SEND_RESPONSE`` from the moment a
+    request head is parsed, before Hypercorn has set up the request's stream."""
+    return protocol.stream is None and protocol.connection.our_state in _NOT_ANSWERING
+
+
+async def _idle_timeout(server: Any) -> None:
+    """Hypercorn's keep-alive timer, which closes only a connection that is between requests: its
+    start (by the task that sent an answer) and its stop (by the next request) race, and a timer
+    left running during a request cut that request off when it fired (or at shutdown). If a
+    request is under way it does nothing; that request's answer starts the timer again."""
+    with trio.move_on_after(server.config.keep_alive_timeout):
+        await server.context.terminated.wait()
+    protocol = _http11(server)
+    if protocol is not None and not _between_requests(protocol):
+        return
+    with trio.CancelScope(shield=True):
+        await server._initiate_server_close()
 
 
 async def _close_when_done_at_shutdown(server: Any, reading: trio.CancelScope) -> None:
     """At shutdown, close the connection once it is not answering a request (at once if it is
-    between requests), and stop its read loop. Hypercorn leaves the idle case to the keep-alive
-    timer, which a fast answer often leaves stopped (its stop and restart race); and when a client
-    had sent its next request while the last answer went out, the read loop waits for a resume
-    that never comes once the node is stopping. Either held a graceful stop for its whole grace."""
+    between requests), and stop its read loop: when a client had sent its next request while the
+    last answer went out, the read loop waits for a resume that never comes once the node is
+    stopping, and that held a graceful stop for its whole grace."""
     await server.context.terminated.wait()
-    protocol: Any = getattr(getattr(server, "protocol", None), "protocol", None)
-    if getattr(protocol, "connection", None) is None:
-        return  # not HTTP/1.1
+    protocol = _http11(server)
+    if protocol is None:
+        return
     # A request is being answered: let it finish (Hypercorn's state, with no event to wait on).
-    while protocol.stream is not None:  # noqa: ASYNC110
+    while not _between_requests(protocol):  # noqa: ASYNC110
         await trio.sleep(_SHUTDOWN_POLL)
     with trio.CancelScope(shield=True):
         await server._initiate_server_close()
