@@ -2,7 +2,7 @@
 client closed its side, and at shutdown once they are not answering a request.
 
 Hypercorn's trio worker (0.18) closes an idle kept-alive connection with a keep-alive timer that
-each answer restarts; three ways it failed, each fixed here (``install``):
+each answer restarts; four ways it failed, each fixed here (``install``):
 
 - The timer is restarted from the task that sent the answer, and Quart cancels that task as the
   answer ends: the restart was cancelled, so after any Quart answer (every JSON route) the
@@ -17,6 +17,10 @@ each answer restarts; three ways it failed, each fixed here (``install``):
   loop waiting for a resume that never comes once the node is stopping, and a stop sat out its
   whole ``shutdown_grace`` (5.2 s of a 5 s grace under load; now 0.4 s). A connection is closed
   as soon as it is not answering a request.
+- The timer (woken by its time or by the shutdown) closed the connection whatever it was doing:
+  in the moment between a request head being parsed and Hypercorn setting up its stream, that
+  cut a chunk PUT off mid-body and left its handler waiting for the rest until the grace ran out
+  (1 graceful stop in 3 under load). It now closes only a connection between requests.
 
 A Hypercorn without the methods this relies on is left as it is (with a warning).
 """
