@@ -272,3 +272,67 @@ async def test_a_request_longer_than_the_keep_alive_time_is_not_cut_off(tmp_path
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _node_side_open(port: int, client_port: int) -> bool:
+    """Whether the node still holds its end of the connection from ``client_port`` open
+    (``/proc``: established, or closed by the client only; once the node closes it, the kernel
+    keeps trying to send what was queued, as FIN_WAIT)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if (local, remote) == (port, client_port) and fields[3] in ("01", "08"):
+            return True
+    return False
+
+
+async def test_a_downloader_that_stops_reading_is_cut_off_and_does_not_hold_a_stop(tmp_path: Path) -> None:
+    """Hypercorn waited for ever on a client that takes no bytes: its connection and transfer slot
+    were held as long as it liked, and a graceful stop never ended."""
+    from tests.api_helpers import b3
+    from tests.auth_support import register_body
+    from tests.process_node import serve, wait_healthy
+
+    config = tmp_path / "vault.toml"
+    config.write_text('[server]\nsend_timeout = "1s"\nshutdown_grace = "2s"\n')
+    port = _free_port()
+    proc = serve(config, tmp_path / "data", port)
+    stalled: list[socket.socket] = []
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        data = os.urandom(12 * 1024 * 1024)  # far more than the socket buffers hold
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            signed = await http.post("/api/mobile/auth/register", json=register_body(device_id="d1"))
+            token = signed.json()["tokens"]["accessToken"]
+            query = {"name": "big.bin", "folder": "/", "checksum": b3(data)}
+            stored = await http.post(
+                "/api/mobile/upload/file", params=query, headers={"Authorization": f"Bearer {token}"}, content=data
+            )
+            assert stored.status_code == 201, stored.text
+            file_id = stored.json()["data"]["file"]["id"]
+        request = (
+            f"GET /api/mobile/files/{file_id}/content HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+
+        def stall() -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(request.encode())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the download has started ...
+            stalled.append(sock)
+            return sock  # ... and then nothing more is read
+
+        first = stall()
+        with trio.fail_after(20):  # cut off after about 1 s of taking nothing
+            while _node_side_open(port, first.getsockname()[1]):  # noqa: ASYNC110 - kernel state
+                await trio.sleep(0.05)
+        stall()
+        proc.send_signal(signal.SIGTERM)
+        # A stop ends within its grace even with a stalled downloader.
+        assert await trio.to_thread.run_sync(lambda: proc.wait(timeout=15)) == 0
+    finally:
+        for sock in stalled:
+            sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

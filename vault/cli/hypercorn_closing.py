@@ -2,7 +2,8 @@
 client closed its side, and at shutdown once they are not answering a request.
 
 Hypercorn's trio worker (0.18) closes an idle kept-alive connection with a keep-alive timer that
-each answer restarts; four ways it failed, each fixed here (``install``):
+each answer restarts, and writes an answer with no time limit; five ways it failed, each fixed
+here (``install``):
 
 - The timer is restarted from the task that sent the answer, and Quart cancels that task as the
   answer ends: the restart was cancelled, so after any Quart answer (every JSON route) the
@@ -21,6 +22,10 @@ each answer restarts; four ways it failed, each fixed here (``install``):
   in the moment between a request head being parsed and Hypercorn setting up its stream, that
   cut a chunk PUT off mid-body and left its handler waiting for the rest until the grace ran out
   (1 graceful stop in 3 under load). It now closes only a connection between requests.
+- A write of answer bytes waited, shielded, for as long as the client took nothing: one stalled
+  downloader held its connection and transfer slot for ever and no graceful stop ended (20 s and
+  counting with a 3 s grace). A write now gives up when the client takes less than 256 KiB in
+  ``[server] send_timeout``, and when the shutdown grace runs out.
 
 A Hypercorn without the methods this relies on is left as it is (with a warning).
 """
@@ -33,7 +38,7 @@ from typing import Any
 
 import h11
 import trio
-from hypercorn.events import Updated
+from hypercorn.events import Closed, RawData, Updated
 from hypercorn.trio import tcp_server
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,9 @@ _MARK = "_vault_closes_connections"
 _SHUTDOWN_POLL = 0.05
 # h11's states of the node's side in which no answer is under way.
 _NOT_ANSWERING = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
+DEFAULT_SEND_TIMEOUT = 60.0
+# Answer bytes handed to the socket at a time, each within the send timeout.
+_SEND_SLICE = 256 * 1024
 
 
 def install() -> bool:
@@ -74,6 +82,8 @@ def install() -> bool:
             # is being cancelled as its answer ends (Quart's are).
             with trio.CancelScope(shield=True):
                 await send(self, event)
+        elif isinstance(event, RawData):
+            await _send_raw(self, event.data)
         else:
             await send(self, event)
 
@@ -82,6 +92,45 @@ def install() -> bool:
     server.protocol_send = protocol_send  # type: ignore[method-assign]
     server._idle_timeout = _idle_timeout  # type: ignore[method-assign,assignment]
     return True
+
+
+def set_send_timeout(hc: Any, seconds: float) -> None:
+    """How long one write may wait for a client that takes nothing (``[server] send_timeout``),
+    kept on Hypercorn's config, which every connection has."""
+    hc.vault_send_timeout = seconds
+
+
+def send_timeout(hc: Any) -> float:
+    return float(getattr(hc, "vault_send_timeout", DEFAULT_SEND_TIMEOUT))
+
+
+async def _send_raw(server: Any, data: bytes) -> None:
+    """Hypercorn's write of answer bytes: shielded as Hypercorn has it (a task being cancelled
+    must not leave half a frame on the wire), but bounded. Hypercorn's waited for ever: a client
+    that stops reading (a zero receive window) held its connection, its transfer slot and the
+    node's graceful stop for as long as it liked. A write whose client takes less than 256 KiB in
+    ``send_timeout``, or that the end of the shutdown grace interrupts, closes the connection."""
+    timeout = send_timeout(server.config)
+    view = memoryview(data)
+    async with server.send_lock:
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                server.vault_send_scope = scope
+                # The deadline is per slice: a slow client that keeps taking bytes is not cut
+                # off (at least a slice per timeout: 4 KiB/s with the defaults), one that stopped is.
+                for start in range(0, len(view), _SEND_SLICE):
+                    scope.deadline = trio.current_time() + timeout
+                    await server.stream.send_all(view[start : start + _SEND_SLICE])
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await server.protocol.handle(Closed())
+            return
+        finally:
+            server.vault_send_scope = None
+        if scope.cancelled_caught:
+            log.info("closing a connection whose client took no answer bytes in time")
+            with trio.CancelScope(shield=True):
+                await server.stream.aclose()
+            await server.protocol.handle(Closed())
 
 
 def _http11(server: Any) -> Any:
@@ -121,8 +170,16 @@ async def _close_when_done_at_shutdown(server: Any, reading: trio.CancelScope) -
     if protocol is None:
         return
     # A request is being answered: let it finish (Hypercorn's state, with no event to wait on).
-    while not _between_requests(protocol):  # noqa: ASYNC110
-        await trio.sleep(_SHUTDOWN_POLL)
+    try:
+        while not _between_requests(protocol):  # noqa: ASYNC110
+            await trio.sleep(_SHUTDOWN_POLL)
+    except trio.Cancelled:
+        # The grace is over (Hypercorn cancels what is left). A write waiting on a client that
+        # takes nothing is shielded from that: end it too, or the node never stops.
+        scope = getattr(server, "vault_send_scope", None)
+        if scope is not None:
+            scope.cancel()
+        raise
     with trio.CancelScope(shield=True):
         await server._initiate_server_close()
     reading.cancel()

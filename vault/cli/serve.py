@@ -64,6 +64,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.accesslog = None  # our own structured request log replaces it
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.keep_alive_timeout = float(config.server.keep_alive_timeout)
+    hypercorn_closing.set_send_timeout(hc, float(config.server.send_timeout))
     # Hypercorn's read timeout also runs while a request is being answered: it must outlast the
     # longest long poll (sync/status wait=300), or those connections are cut at 60 s. Slow request
     # bodies are cut by the node itself (server.body_read_timeout, server.min_body_rate).
