@@ -294,7 +294,8 @@ async def test_a_downloader_that_stops_reading_is_cut_off_and_does_not_hold_a_st
     from tests.process_node import serve, wait_healthy
 
     config = tmp_path / "vault.toml"
-    config.write_text('[server]\nsend_timeout = "1s"\nshutdown_grace = "2s"\n')
+    # One transfer at a time for the account: the stalled one's slot must come back.
+    config.write_text('[server]\nsend_timeout = "1s"\nshutdown_grace = "2s"\nmax_transfers_per_user = 1\n')
     port = _free_port()
     proc = serve(config, tmp_path / "data", port)
     stalled: list[socket.socket] = []
@@ -326,6 +327,9 @@ async def test_a_downloader_that_stops_reading_is_cut_off_and_does_not_hold_a_st
         with trio.fail_after(20):  # cut off after about 1 s of taking nothing
             while _node_side_open(port, first.getsockname()[1]):  # noqa: ASYNC110 - kernel state
                 await trio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            again = await http.get(f"/api/mobile/files/{file_id}/content", headers={"Authorization": f"Bearer {token}"})
+            assert again.status_code == 200 and again.content == data  # its transfer slot came back
         stall()
         proc.send_signal(signal.SIGTERM)
         # A stop ends within its grace even with a stalled downloader.
