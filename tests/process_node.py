@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -38,3 +40,25 @@ async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
                 except httpx.TransportError:
                     pass
                 await trio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running_node(tmp_path: Path, toml: str = "") -> AsyncIterator[tuple[subprocess.Popen[bytes], int]]:
+    """A healthy ``vault serve`` child with ``toml`` as its config and its data under
+    ``tmp_path``: (process, port). Stopped by its PID on the way out (SIGTERM, then SIGKILL if it
+    does not end within 30 s), unless the test stopped it already."""
+    config = tmp_path / "vault.toml"
+    config.write_text(toml)
+    port = free_port()
+    proc = serve(config, tmp_path / "data", port)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

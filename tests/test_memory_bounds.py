@@ -25,9 +25,7 @@ import trio
 
 from tests.api_helpers import b3
 from tests.auth_support import register_body
-from tests.process_node import free_port as _free_port
-from tests.process_node import serve as _serve
-from tests.process_node import wait_healthy as _wait_healthy
+from tests.process_node import running_node
 
 pytestmark = pytest.mark.reliability
 
@@ -49,18 +47,11 @@ def _rss_anon_mb(pid: int) -> float:
 @asynccontextmanager
 async def _node(tmp_path: Path, backend: str, server: str = "") -> AsyncIterator[tuple[subprocess.Popen[bytes], int]]:
     """A ``vault serve`` child on ``backend``, healthy; stopped by its PID on the way out."""
-    config = tmp_path / "vault.toml"
     # One account's 50 transfers: above its default share (32), which is not what these tests
     # are about.
-    config.write_text(f'[storage]\nbackend = "{backend}"\n[server]\nmax_transfers_per_user = 64\n{server}')
-    port = _free_port()
-    proc = _serve(config, tmp_path / "data", port)
-    try:
-        await _wait_healthy(f"http://127.0.0.1:{port}", proc)
-        yield proc, port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    toml = f'[storage]\nbackend = "{backend}"\n[server]\nmax_transfers_per_user = 64\n{server}'
+    async with running_node(tmp_path, toml) as running:
+        yield running
 
 
 async def _sign_in(http: httpx.AsyncClient) -> str:
