@@ -147,3 +147,43 @@ async def test_a_burst_of_parallel_failed_sign_ins_gets_no_more_checks_than_the_
                 nursery.start_soon(attempt)
     assert statuses.count(401) == 3  # exactly the limit's worth of password checks
     assert statuses.count(429) == 9
+
+
+async def test_a_flood_of_failed_sign_ins_does_not_hold_up_another_users(config: Config, autojump_clock: Any) -> None:
+    """200 wrong passwords at once from one address, and behind them another user signs in from
+    elsewhere: the refused ones give their place up without a password check, so that user waits
+    for at most the limit's worth of checks (plus those already running), not for 200."""
+    async with quiet_node(config) as app:
+        client = app.test_client()
+        await register(client)
+        await register(client, "mary@example.com", device_id="marys-phone")
+        passwords = app.node.auth.passwords
+        checks = 0
+        real_verify = passwords._verify_sync
+
+        def counted(password_hash: str, password: str) -> bool:
+            nonlocal checks
+            checks += 1
+            return real_verify(password_hash, password)
+
+        passwords._verify_sync = counted  # type: ignore[method-assign]
+        flood: list[int] = []
+        checks_before_mary: list[int] = []
+
+        async def guess(i: int) -> None:
+            flood.append((await _attempt(client, password=f"wrong password {i}")).status_code)
+
+        async def mary() -> None:
+            answer = await _attempt(client, "198.51.100.7", email="mary@example.com", device_id="marys-phone")
+            assert answer.status_code == 200
+            checks_before_mary.append(checks)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(guess, i)
+            while passwords._limiter.statistics().tasks_waiting < 150:  # noqa: ASYNC110 - the flood is queued
+                await trio.sleep(0.001)
+            nursery.start_soon(mary)
+        limit, running = config.auth.max_failed_logins_per_minute, config.auth.max_concurrent_hashes
+        assert flood.count(401) <= limit + running and flood.count(429) == 200 - flood.count(401)
+        assert checks_before_mary[0] <= limit + running + 1  # her own check included
