@@ -127,7 +127,7 @@ async def _send_raw(server: Any, data: bytes) -> None:
         finally:
             server.vault_send_scope = None
         if scope.cancelled_caught:
-            log.info("closing a connection whose client took no answer bytes in time")
+            log.info("closing a connection: its client took no answer bytes in time, or the node is stopping")
             with trio.CancelScope(shield=True):
                 await server.stream.aclose()
             await server.protocol.handle(Closed())
