@@ -47,7 +47,7 @@ _MARK = "_vault_closes_connections"
 # How often a connection answering a request is looked at while the node stops.
 _SHUTDOWN_POLL = 0.05
 # h11's states of the node's side in which no answer is under way.
-_NOT_ANSWERING = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
+_NOT_ANSWERING = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR})
 DEFAULT_SEND_TIMEOUT = 60.0
 # Answer bytes handed to the socket at a time, each within the send timeout.
 _SEND_SLICE = 256 * 1024
