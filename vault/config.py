@@ -49,7 +49,7 @@ class ServerConfig(_Section):
     # A kept-alive connection with no request under way is closed after this long (a request
     # head that has not arrived whole by then included).
     keep_alive_timeout: Seconds = Seconds(75)
-    # A client that takes less than 256 KiB of an answer in this long is cut off (a download that
+    # A client that takes none of an answer's bytes for this long is cut off (a download that
     # stalled, a peer that stopped reading); one that keeps reading, however slowly, is not.
     send_timeout: Seconds = Seconds(60)
     max_json_body: ByteSize = ByteSize(1024 * 1024)

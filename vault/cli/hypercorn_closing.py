@@ -24,7 +24,7 @@ here (``install``):
   (1 graceful stop in 3 under load). It now closes only a connection between requests.
 - A write of answer bytes waited, shielded, for as long as the client took nothing: one stalled
   downloader held its connection and transfer slot for ever and no graceful stop ended (20 s and
-  counting with a 3 s grace). A write now gives up when the client takes less than 256 KiB in
+  counting with a 3 s grace). A write now gives up when the client takes nothing for
   ``[server] send_timeout``, and when the shutdown grace runs out.
 
 A Hypercorn without the methods this relies on is left as it is (with a warning).
@@ -49,8 +49,9 @@ _SHUTDOWN_POLL = 0.05
 # h11's states of the node's side in which no answer is under way.
 _NOT_ANSWERING = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR})
 DEFAULT_SEND_TIMEOUT = 60.0
-# Answer bytes handed to the socket at a time, each within the send timeout.
-_SEND_SLICE = 256 * 1024
+# Over TLS (no socket to watch for progress), answer bytes written at a time, each within the
+# send timeout.
+_TLS_SLICE = 256 * 1024
 
 
 def install() -> bool:
@@ -108,7 +109,7 @@ async def _send_raw(server: Any, data: bytes) -> None:
     """Hypercorn's write of answer bytes: shielded as Hypercorn has it (a task being cancelled
     must not leave half a frame on the wire), but bounded. Hypercorn's waited for ever: a client
     that stops reading (a zero receive window) held its connection, its transfer slot and the
-    node's graceful stop for as long as it liked. A write whose client takes less than 256 KiB in
+    node's graceful stop for as long as it liked. A write whose client takes nothing for
     ``send_timeout``, or that the end of the shutdown grace interrupts, closes the connection."""
     timeout = send_timeout(server.config)
     view = memoryview(data)
@@ -116,11 +117,7 @@ async def _send_raw(server: Any, data: bytes) -> None:
         try:
             with trio.CancelScope(shield=True) as scope:
                 server.vault_send_scope = scope
-                # The deadline is per slice: a slow client that keeps taking bytes is not cut
-                # off (at least a slice per timeout: 4 KiB/s with the defaults), one that stopped is.
-                for start in range(0, len(view), _SEND_SLICE):
-                    scope.deadline = trio.current_time() + timeout
-                    await server.stream.send_all(view[start : start + _SEND_SLICE])
+                await _write(server.stream, view, scope, timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await server.protocol.handle(Closed())
             return
@@ -131,6 +128,26 @@ async def _send_raw(server: Any, data: bytes) -> None:
             with trio.CancelScope(shield=True):
                 await server.stream.aclose()
             await server.protocol.handle(Closed())
+
+
+async def _write(stream: Any, view: memoryview, scope: trio.CancelScope, idle: float) -> None:
+    """``stream.send_all(view)``, with ``scope``'s deadline moved on whenever the client takes
+    bytes: a slow client that keeps reading is never cut off, one that took nothing for
+    ``idle`` seconds is. On a plain socket this is trio's own loop (a ``send`` whenever the kernel
+    has room); a TLS stream has no socket to watch, so it goes a slice at a time."""
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        for start in range(0, len(view), _TLS_SLICE):
+            scope.deadline = trio.current_time() + idle
+            await stream.send_all(view[start : start + _TLS_SLICE])
+        return
+    sent = 0
+    while sent < len(view):
+        scope.deadline = trio.current_time() + idle
+        try:
+            sent += await sock.send(view[sent:])
+        except OSError as exc:  # what SocketStream.send_all makes of it
+            raise trio.BrokenResourceError from exc
 
 
 def _http11(server: Any) -> Any:
