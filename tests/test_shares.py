@@ -188,3 +188,29 @@ async def test_concurrent_shares_of_one_file_to_one_user_make_one_share(client: 
     assert len(set(ids)) == 1
     listed = (await (await client.get(SHARES, headers=alice)).get_json())["data"]["shares"]
     assert len(listed) == 1
+
+
+async def test_a_share_lasts_while_the_file_is_in_the_trash_and_goes_when_it_is_purged(app: Any, client: Any) -> None:
+    from vault.files.reclaim import reclaim_expired
+
+    alice, bob, _ = await _three(client)
+    entry = await upload_file(client, alice, os.urandom(3000), name="notes.txt")
+    share = (await (await _share(client, alice, entry["id"], "bob@example.com")).get_json())["data"]["share"]
+    assert (await client.delete(f"/api/mobile/files/{entry['id']}", headers=alice)).status_code == 200
+    # In the trash: still listed (without a name), and shared again once restored.
+    listed = (await (await client.get(SHARES, headers=bob)).get_json())["data"]["shares"]
+    assert [(s["id"], s["name"]) for s in listed] == [(share["id"], None)]
+    restored = await client.post(f"/api/mobile/trash/{entry['id']}/restore", headers=alice)
+    assert restored.status_code == 200
+    assert (await client.get(f"/api/mobile/files/{entry['id']}/content", headers=bob)).status_code == 200
+    # Purged from the trash: nothing is left to share, and neither side lists it any more.
+    assert (await client.delete(f"/api/mobile/files/{entry['id']}", headers=alice)).status_code == 200
+    deleted_at = app.node.clock.now()
+    retention = float(app.node.config.files.trash_retention)
+    purged = await reclaim_expired(
+        app.node.meta, now=deleted_at + retention + 1, trash_retention=retention, version_retention=retention
+    )
+    assert purged.files == 1
+    for who in (alice, bob):
+        assert (await (await client.get(SHARES, headers=who)).get_json())["data"]["shares"] == []
+    assert (await client.delete(f"{SHARES}/{share['id']}", headers=alice)).status_code == 404

@@ -18,7 +18,7 @@ import struct
 
 from vault.chunks.ids import ChunkId
 from vault.chunks.refs import decref
-from vault.files import queries, versions
+from vault.files import queries, shares, versions
 from vault.files.paths import MAX_NAME_BYTES
 from vault.files.records import FILES, MANIFESTS, TRASH, TRASH_BY_TIME, FileRecord
 from vault.meta import Txn
@@ -132,9 +132,9 @@ def due(txn: Txn, cutoff: float, *, limit: int) -> list[Due]:
 
 def purge(txn: Txn, item: Due) -> tuple[list[ChunkId], int] | None:
     """Forget a trashed file for good: its references (and those of its kept versions), its usage,
-    its record and manifest. Returns the chunks left unreferenced and the bytes freed; ``None``
-    when the file was restored meanwhile (only the stale index entry goes). No journal entry: a
-    client already saw the delete."""
+    its record, manifest and shares. Returns the chunks left unreferenced and the bytes freed;
+    ``None`` when the file was restored meanwhile (only the stale index entry goes). No journal
+    entry: a client already saw the delete."""
     txn.delete_key(TRASH_BY_TIME, item.key)
     record = txn.get(FILES, item.file_id.encode())
     if (
@@ -154,6 +154,7 @@ def purge(txn: Txn, item: Due) -> tuple[list[ChunkId], int] | None:
         freed += size
     txn.delete(MANIFESTS, record.id.encode())
     txn.delete(FILES, record.id.encode())
+    shares.forget_file(txn, record.id)  # nothing is left to read through them
     usage = get_usage(txn, record.user_id)
     usage.used = max(0, usage.used - record.size)
     put_usage(txn, record.user_id, usage)
