@@ -640,6 +640,11 @@ async def test_open_uploads_per_device_are_capped_until_some_finish_or_expire(
         refused = await client.post("/api/mobile/tus/", headers=tus)
         assert refused.status_code == 429
         assert (await refused.get_json())["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+        # More at once than a device may ever have open cannot fit: refused as such.
+        laptop = await register(client, device_id="laptop-1")
+        too_many = await client.post("/api/mobile/upload/init", headers=laptop, json=files("1", "2", "3", "4"))
+        assert too_many.status_code == 400
+        assert (await too_many.get_json())["error"]["details"] == {"limit": 3, "requested": 4}
         # Another device of the same account has its own allowance.
         assert (await client.post("/api/mobile/upload/init", headers=tablet, json=files("t"))).status_code == 200
         # Aborting one makes room for one.

@@ -41,6 +41,8 @@ import trio
 from hypercorn.events import Closed, RawData, Updated
 from hypercorn.trio import tcp_server
 
+from vault.config import ServerConfig
+
 log = logging.getLogger(__name__)
 
 _MARK = "_vault_closes_connections"
@@ -48,7 +50,6 @@ _MARK = "_vault_closes_connections"
 _SHUTDOWN_POLL = 0.05
 # h11's states of the node's side in which no answer is under way.
 _NOT_ANSWERING = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR})
-DEFAULT_SEND_TIMEOUT = 60.0
 # Over TLS (no socket to watch for progress), answer bytes written at a time, each within the
 # send timeout.
 _TLS_SLICE = 256 * 1024
@@ -102,7 +103,9 @@ def set_send_timeout(hc: Any, seconds: float) -> None:
 
 
 def send_timeout(hc: Any) -> float:
-    return float(getattr(hc, "vault_send_timeout", DEFAULT_SEND_TIMEOUT))
+    """The configured one, or the config's default for a Hypercorn config made elsewhere."""
+    configured = getattr(hc, "vault_send_timeout", None)
+    return float(configured if configured is not None else ServerConfig().send_timeout)
 
 
 async def _send_raw(server: Any, data: bytes) -> None:

@@ -56,16 +56,13 @@ def delete_share(txn: Txn, share: Share) -> None:
     txn.delete_key(SHARES_BY_FILE, by_file_key(share.file_id, share.recipient_id))
 
 
-def forget_file(txn: Txn, file_id: str) -> int:
-    """Drop every share of a file that is gone for good (purged from the trash); how many. A
-    trashed file keeps its shares: restored, it is shared again."""
-    gone = 0
+def forget_file(txn: Txn, file_id: str) -> None:
+    """Drop every share of a file that is gone for good (purged from the trash). A trashed file
+    keeps its shares: restored, it is shared again."""
     for recipient_id in recipients(txn, file_id):
         share = share_for(txn, file_id, recipient_id)
         if share is not None:
             delete_share(txn, share)
-            gone += 1
-    return gone
 
 
 def user_shares(txn: Txn, user_id: str) -> list[Share]:

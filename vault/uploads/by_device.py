@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+from collections.abc import Iterator
 
 from vault import errors
 from vault.meta import META, MetaStore, RawTable, Txn
@@ -49,22 +50,33 @@ def remove(txn: Txn, upload: UploadSession) -> None:
 
 def count_open(txn: Txn, user_id: str, device_id: str, now: float) -> int:
     """The device's sessions still uploading and not past their expiry."""
+    return sum(1 for _ in _open_keys(txn, user_id, device_id, now))
+
+
+def _open_keys(txn: Txn, user_id: str, device_id: str, now: float) -> Iterator[bytes]:
+    """The index keys of the device's sessions not past their expiry, soonest to expire first."""
     prefix = _device_prefix(user_id, device_id)
-    return sum(1 for _ in txn.keys(OPEN_UPLOADS, prefix, start=prefix + _at(now + 0.001)))
+    return txn.keys(OPEN_UPLOADS, prefix, start=prefix + _at(now + 0.001))
 
 
 def require_room(txn: Txn, user_id: str, device_id: str, adding: int, now: float, cap: int) -> None:
     """Refuse (429, ``Retry-After`` until the device's first open session expires) when ``adding``
     more sessions would leave the device more than ``cap`` open ones: one device cannot fill the
-    metadata store with sessions it never uses. Reads at most ``cap`` index keys."""
-    prefix = _device_prefix(user_id, device_id)
-    keys = txn.keys(OPEN_UPLOADS, prefix, start=prefix + _at(now + 0.001))
+    metadata store with sessions it never uses. More than ``cap`` at once can never fit: 400.
+    Reads at most ``cap`` index keys."""
+    if adding > cap:
+        raise errors.ValidationError(
+            f"At most {cap} uploads may be open on a device ([uploads] max_open_per_device); this asks for {adding}",
+            details={"limit": cap, "requested": adding},
+        )
+    keys = _open_keys(txn, user_id, device_id, now)
     first = next(keys, None)
     if first is None or adding <= 0:
         return
     open_now = 1 + sum(1 for _ in itertools.islice(keys, max(0, cap - 1)))
     if open_now + adding <= cap:
         return
+    prefix = _device_prefix(user_id, device_id)
     (expires_ms,) = _MS.unpack(first[len(prefix) : len(prefix) + _MS.size])
     error = errors.RateLimitExceeded(
         max(1, math.ceil(expires_ms / 1000 - now)),
