@@ -404,6 +404,32 @@ async def test_storage_notifications_come_once_per_threshold_crossing(make_confi
         assert [m.title for _, m, _ in recorder.visible()] == ["Storage 90% full", "Storage 90% full"]
 
 
+async def test_a_crossing_missed_while_the_node_was_down_is_announced_when_it_starts(
+    make_config: Any, idle_jump_clock: Any
+) -> None:
+    # The check runs after a change commits: a crash in between, or a plan's quota lowered while
+    # the node was stopped, leaves a crossing nobody announced. The next start finds it.
+    recorder = Recorder()
+    async with push_node(make_config(plans={"free": {"quota": "1MiB"}}), recorder, idle_jump_clock) as app:
+        client = app.test_client()
+        headers, _ = await sign_in(client, "phone-1")
+        await notify(client, headers, "phone-1", uploads=False)
+        await upload_file(client, headers, os.urandom(60 * 1024), name="a.bin")
+        await trio.sleep(5)
+        assert recorder.visible() == []
+    restarted = Recorder()
+    async with push_node(make_config(plans={"free": {"quota": "64KiB"}}), restarted, idle_jump_clock):
+        with trio.fail_after(600):  # fake time: fails at once, instead of hanging, when nothing comes
+            await restarted.wait_for(1)
+        await trio.sleep(5)
+        assert [m.title for _, m, _ in restarted.visible()] == ["Storage 90% full"]
+    # Announced once: a third start with nothing changed says nothing again.
+    again = Recorder()
+    async with push_node(make_config(plans={"free": {"quota": "64KiB"}}), again, idle_jump_clock):
+        await trio.sleep(5)
+        assert again.visible() == []
+
+
 def test_a_wrong_key_in_a_providers_table_is_refused_naming_it(make_config: Any) -> None:
     from vault.config import ConfigError
     from vault.push.loading import make_providers

@@ -866,3 +866,25 @@ async def test_secrets_stay_out_of_reasons_and_logs(
     # httpx's own request line is still there, shortened to the origin.
     request_lines = [r.getMessage() for r in node_records if r.name == "httpx"]
     assert len(request_lines) == 5 and all(f"{service.origin}/…" in line for line in request_lines)
+
+
+async def test_allow_private_endpoints_takes_plain_http_only_to_loopback_and_private_addresses(
+    context: ProviderContext,
+) -> None:
+    # Plain http is for the LAN's own distributor; to a public host it would send the VAPID token
+    # and the push metadata over the internet without TLS.
+    names = {
+        b"up.lan": ["192.168.1.20"],
+        b"push.example.com": ["93.184.216.34"],
+        b"mixed.example": ["10.0.0.9", "93.184.216.34"],
+    }
+    async with resolving(names), opened(context, allow_private_endpoints=True) as provider:
+        assert await provider.check_registration(web(Browser().subscription("http://up.lan:8080/up/x"))) is None
+        for endpoint in ("http://8.8.8.8/x", "http://push.example.com/x", "http://mixed.example/x"):
+            reason = await provider.check_registration(web(Browser().subscription(endpoint)))
+            assert reason is not None and "private address" in reason and "https" in reason, endpoint
+            # Checked again when sending: a registration older than the rule is not sent to.
+            outcome = await provider.send(web(Browser().subscription(endpoint)), message())
+            assert isinstance(outcome, Failed) and "https" in outcome.reason, endpoint
+        # https to a public name stays fine.
+        assert await provider.check_registration(web(Browser().subscription("https://push.example.com/x"))) is None

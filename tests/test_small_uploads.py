@@ -195,7 +195,7 @@ async def test_a_wrong_checksum_is_a_mismatch_with_nothing_created_and_no_refere
         with app.node.meta.read() as txn:
             found = [n for _, n in txn.scan(NOTIFICATIONS) if n.category == "uploads"]
         assert [(n.title, n.data) for n in found] == [
-            ("Upload failed", {"name": "photo.jpg", "folder": "/photos", "reason": "checksum mismatch"})
+            ("Photo upload failed", {"name": "photo.jpg", "folder": "/photos", "reason": "checksum mismatch"})
         ]
 
 
@@ -591,7 +591,7 @@ async def test_the_sync_journal_and_the_uploads_notification_show_the_file(app: 
     with app.node.meta.read() as txn:
         found = [n for _, n in txn.scan(NOTIFICATIONS) if n.category == "uploads"]
     assert [(n.title, n.data) for n in found] == [
-        ("Upload completed", {"fileId": created["data"]["file"]["id"], "name": "new.jpg", "folder": "/photos"})
+        ("Photo upload completed", {"fileId": created["data"]["file"]["id"], "name": "new.jpg", "folder": "/photos"})
     ]
 
 

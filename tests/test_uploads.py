@@ -297,6 +297,8 @@ async def test_completion_and_failure_record_upload_notifications(app: Any, clie
 
     headers = await register(client)
     entry = await upload_file(client, headers, os.urandom(10 * KiB), name="n.jpg")
+    await upload_file(client, headers, os.urandom(10 * KiB), name="clip.mp4", mime_type="video/mp4")
+    await upload_file(client, headers, os.urandom(10 * KiB), name="notes.txt", mime_type="text/plain")
     data = os.urandom(10 * KiB)
     planned = await init_upload(client, headers, data, name="bad.jpg", checksum=b3(b"nope"))
     await put_chunks(client, headers, planned, data)
@@ -308,7 +310,12 @@ async def test_completion_and_failure_record_upload_notifications(app: Any, clie
     assert failed.status_code == 422
     with app.node.meta.read() as txn:
         found = [n for _, n in txn.scan(NOTIFICATIONS) if n.category == "uploads"]
-    assert [n.title for n in found] == ["Upload completed", "Upload failed"]
+    assert [n.title for n in found] == [
+        "Photo upload completed",
+        "Video upload completed",
+        "File upload completed",
+        "Photo upload failed",
+    ]
     assert found[0].data["fileId"] == entry["id"]
     # The device never registered for push, so the notification is in the inbox only.
     assert [(d.status, d.reason) for d in found[0].deliveries] == [("skipped", "no push registration")]

@@ -39,7 +39,7 @@ from vault.plugin_api import (
     RetryLater,
     status_outcome,
 )
-from vault_plugins.webpush_endpoints import EndpointRefused, GuardedTransport, url_refusal
+from vault_plugins.webpush_endpoints import EndpointRefused, GuardedTransport, plain_http_refusal, url_refusal
 
 # RFC 8291 section 4: one aes128gcm record in at most 4096 bytes of body. The header takes 86
 # (16 salt + 4 record size + 1 key-id length + the 65-byte sender key), the record's padding
@@ -272,7 +272,14 @@ class WebPushProvider(PushProvider):
         subscription = parse_subscription(registration.push_token)
         if isinstance(subscription, str):
             return subscription
-        return url_refusal(subscription.endpoint, allow_private=self.settings.allow_private_endpoints)
+        return await self._refusal(subscription.endpoint)
+
+    async def _refusal(self, endpoint: httpx.URL) -> str | None:
+        allow_private = self.settings.allow_private_endpoints
+        refusal = url_refusal(endpoint, allow_private=allow_private)
+        if refusal is None and allow_private:
+            refusal = await plain_http_refusal(endpoint)
+        return refusal
 
     async def send(self, registration: PushRegistration, message: PushMessage) -> Outcome:
         if self._client is None or self._key is None:
@@ -281,7 +288,7 @@ class WebPushProvider(PushProvider):
         if isinstance(subscription, str):
             return Failed(subscription)
         # Checked again: the registration may be older than the rules or the options.
-        refusal = url_refusal(subscription.endpoint, allow_private=self.settings.allow_private_endpoints)
+        refusal = await self._refusal(subscription.endpoint)
         if refusal is not None:
             return Failed(refusal)
         try:

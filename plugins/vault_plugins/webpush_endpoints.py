@@ -9,8 +9,10 @@ connection is opened: it resolves the host itself, refuses it if any address is 
 range, and connects to an address it checked, so a name that resolves to a public address at
 the first look and to 127.0.0.1 at the second (DNS rebinding) gains nothing.
 
-``allow_private_endpoints`` turns the address and host-name rules off (and allows plain http):
-for a LAN-only setup with a self-hosted UnifiedPush distributor, and for tests.
+``allow_private_endpoints`` turns the address and host-name rules off, for a LAN-only setup with
+a self-hosted UnifiedPush distributor, and for tests. It also accepts plain http, but only to
+loopback and private addresses (``plain_http_refusal``): the LAN's distributor, never a stranger's
+server on the internet reached without TLS.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def url_refusal(url: httpx.URL, *, allow_private: bool) -> str | None:
     if address is None and not _HOST_NAME.match(url.raw_host.decode("ascii", "replace").lower()):
         return "the endpoint host is not a valid host name"
     if allow_private:
+        if url.scheme == "http" and address is not None and address_refusal(address) is None:
+            return PLAIN_HTTP_RULE
         return None
     if address is not None:
         refusal = address_refusal(address)
@@ -129,6 +133,28 @@ def url_refusal(url: httpx.URL, *, allow_private: bool) -> str | None:
     name = host.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return "the endpoint host is a name for this machine (localhost)"
+    return None
+
+
+PLAIN_HTTP_RULE = "a plain http endpoint must be on a loopback or private address (use https)"
+
+
+async def plain_http_refusal(url: httpx.URL) -> str | None:
+    """For an ``http`` endpoint named by host name (allowed only with ``allow_private``): refused
+    unless every address the name resolves to is loopback or private. A name that does not
+    resolve now is left to the send, which retries. (Web Push bodies are encrypted end to end;
+    this keeps the VAPID token and the metadata off the open internet without TLS.)"""
+    if url.scheme != "http" or literal_address(url.host) is not None:
+        return None
+    name = url.host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return None
+    try:
+        addresses = await _resolve(url.host, url.port or 80)
+    except httpcore.ConnectError:
+        return None
+    if any(address_refusal(ipaddress.ip_address(a.split("%", 1)[0])) is None for a in addresses):
+        return PLAIN_HTTP_RULE
     return None
 
 

@@ -4,7 +4,9 @@ After a user's files change (the change feed publishes after the commit), the us
 compared with the plan quota, which the plan policy answers asynchronously and so cannot be asked
 inside the change's transaction. The highest threshold already announced is stored per user: a
 crossing is announced once, and falling back below a threshold re-arms it. A crash between a
-change and its check is caught up by the next change of that user.
+change's commit and its check loses nothing: when the node starts, every user with stored files
+or an announced threshold is checked again (a home node has tens of users: a few reads, and a
+write only for a crossing), which also catches a plan's quota changed while the node was down.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import trio
 from vault.devices.records import DEVICES, user_devices_prefix
 from vault.meta import MetaStore, RawTable, Txn
 from vault.notifications.records import record_notification
-from vault.quota import get_usage
+from vault.quota import USAGE, get_usage
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,15 @@ class StorageAlerts:
         for user_id in users:
             self.changed(user_id)
 
+    async def recheck_all(self) -> None:
+        """Queue a check of every user who has usage or an announced threshold (at start)."""
+        async with self.meta.snapshot() as txn:
+            users = {key.decode() for key in txn.keys(USAGE)} | {key.decode() for key in txn.keys(STORAGE_ALERTS)}
+        for user_id in sorted(users):
+            self.changed(user_id)
+
     async def run(self) -> None:
+        await self.recheck_all()
         while True:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
