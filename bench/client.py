@@ -8,7 +8,7 @@ directory, so nothing is deduplicated across sides) and uploads every file:
 - **raw**: one ``httpx.Client`` connection, one file after another: BLAKE3 of the file (the node
   needs it), ``upload/init``, every 8 MiB chunk ``PUT`` in order, ``upload/complete``;
 - **client**: ``Syncer.sync_once`` of the folder: scan and hash, ``sync/files``, chunk uploads
-  (4 in flight per file, 4 files at a time), ``complete``, the index and state in SQLite.
+  (4 in flight across the 4 files in flight), ``complete``, the index and state in SQLite.
 
 The client's overhead is its time over the raw time (below 1.0: it is faster, from running
 chunks in parallel). Pairs alternate which side runs first.
