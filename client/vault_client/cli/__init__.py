@@ -96,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most RATE bytes/s for all transfers (500K, 2M)",
     )
     common.add_argument("--wifi-only", action="store_true", help="refuse to transfer over a metered or cellular link")
-    common.add_argument("--parallel", type=int, default=4, metavar="N", help="chunk uploads in flight at once, across all files (default 4)")
+    common.add_argument(
+        "--parallel",
+        type=int,
+        default=4,
+        metavar="N",
+        help="chunk uploads in flight at once, across all files (default 4)",
+    )
 
     parser = argparse.ArgumentParser(prog="vault-sync", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"vault-sync {__version__}")
