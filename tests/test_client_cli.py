@@ -129,6 +129,9 @@ async def test_exit_codes_for_offline_signed_out_and_metered(live_node: LiveNode
         "sync", str(folder), "--once", "--wifi-only", state=state, env={"VAULT_SYNC_NETWORK": "unmetered"}
     )
     assert code == exit_codes.OK
+    # The folder is now bound to the node's "/": another remote for it is a usage error, not a crash.
+    code, _, err = await vault_sync("sync", str(folder), "--once", "--remote", "/elsewhere", state=state)
+    assert code == exit_codes.USAGE and "already synced with /" in err
     code, _, _ = await vault_sync("logout", state=state)
     assert code == exit_codes.OK
     assert (await vault_sync("status", state=state))[0] == exit_codes.NOT_SIGNED_IN

@@ -170,12 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.close()
 
 
+class UsageProblem(Exception):
+    """Arguments that parse but cannot be carried out as given (exit code ``USAGE``)."""
+
+
 async def _run(args: argparse.Namespace, state: State, out: Output) -> int:
     command: Callable[[argparse.Namespace, State, Output], Awaitable[int]] = COMMANDS[args.command]
     try:
         if args.wifi_only and args.command in ("push", "pull", "sync"):
             _check_network(state)
         return await command(args, state, out)
+    except UsageProblem as exc:
+        out.warn(str(exc))
+        return exit_codes.USAGE
     except NotLoggedIn as exc:
         out.warn(str(exc))
         return exit_codes.NOT_SIGNED_IN
@@ -277,7 +284,7 @@ async def cmd_sync(args: argparse.Namespace, state: State, out: Output) -> int:
 def _bound_remote(state: State, folder: Path, wanted: str | None) -> str:
     existing = state.find_root(folder)
     if existing is not None and wanted is not None and existing.remote != wanted:
-        raise SystemExit(f"vault-sync: {folder} is already synced with {existing.remote} on the node")
+        raise UsageProblem(f"{folder} is already synced with {existing.remote} on the node")
     return existing.remote if existing is not None else (wanted or "/")
 
 
