@@ -58,6 +58,18 @@ async def sign_in(client: Any, device_id: str, email: str = "john@example.com") 
     return bearer(body), str(body["device"]["id"])
 
 
+Signed = tuple[dict[str, str], str]  # bearer headers, the node's device id
+
+
+async def phone_and_laptop(client: Any, **preferences: Any) -> tuple[Signed, Signed]:
+    """John's phone and laptop, signed in and registered for push with ``preferences``."""
+    phone = await sign_in(client, "phone-1")
+    laptop = await sign_in(client, "laptop-1")
+    await notify(client, phone[0], "phone-1", **preferences)
+    await notify(client, laptop[0], "laptop-1", **preferences)
+    return phone, laptop
+
+
 async def notify(client: Any, headers: dict[str, str], device_id: str, **preferences: Any) -> Any:
     body = {"deviceId": device_id, "pushToken": f"token-{device_id}", "platform": "android"}
     if preferences:

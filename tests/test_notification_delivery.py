@@ -23,7 +23,7 @@ from push_fakes import refused_url
 
 from tests.api_helpers import upload_file
 from tests.auth_support import bearer, error_code, register
-from tests.push_support import INBOX, NOTIFY, Recorder, notify, push_node, sign_in
+from tests.push_support import INBOX, NOTIFY, Recorder, notify, phone_and_laptop, push_node, sign_in
 from tests.test_notifications import _user_id, at, delivery_is, eventually, inbox
 from tests.test_push_apns import KEY_ID, TEAM_ID, TOPIC, write_key
 from tests.test_push_fcm import rsa_key, write_account
@@ -254,10 +254,7 @@ async def test_a_provider_that_raises_is_logged_and_other_devices_still_get_thei
     config = make_config(push={"concurrency": 1, "retry_backoff": "1h"})
     async with push_node(config, recorder, idle_jump_clock) as app:
         client = app.test_client()
-        phone, _ = await sign_in(client, "phone-1")
-        laptop, laptop_id = await sign_in(client, "laptop-1")
-        await notify(client, phone, "phone-1")
-        await notify(client, laptop, "laptop-1")
+        (phone, _), (laptop, laptop_id) = await phone_and_laptop(client)
         _, tablet_id = await sign_in(client, "tablet-1")  # an alert each for phone and laptop
         await eventually(delivery_is(client, laptop, "sent", deviceId=laptop_id))
         assert any(

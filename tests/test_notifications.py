@@ -14,7 +14,7 @@ import trio
 
 from tests.api_helpers import upload_file
 from tests.auth_support import error_code
-from tests.push_support import INBOX, NOTIFY, Recorder, notify, push_node, sign_in
+from tests.push_support import INBOX, NOTIFY, Recorder, notify, phone_and_laptop, push_node, sign_in
 from vault.config import Config
 from vault.devices.push_registrations import QuietHours
 from vault.notifications.quiet_hours import held_until
@@ -262,10 +262,7 @@ async def test_a_permanent_failure_is_not_retried_and_does_not_block_other_deliv
     recorder = Recorder(lambda n, r, m: Failed("payload refused") if r.push_token == "token-phone-1" else Delivered())
     async with push_node(config, recorder, idle_jump_clock) as app:
         client = app.test_client()
-        phone, _ = await sign_in(client, "phone-1")
-        laptop, _ = await sign_in(client, "laptop-1")
-        await notify(client, phone, "phone-1")
-        await notify(client, laptop, "laptop-1")
+        (phone, _), _ = await phone_and_laptop(client)
         _, tablet_id = await sign_in(client, "tablet-1")  # one alert each for phone and laptop
         await recorder.wait_for(2)
         await trio.sleep(3600)
@@ -353,10 +350,7 @@ async def test_changes_send_one_collapsed_silent_hint_to_the_other_devices(
     config = make_config(push={"sync_hint_interval": "30s"})
     async with push_node(config, recorder, idle_jump_clock) as app:
         client = app.test_client()
-        phone, phone_id = await sign_in(client, "phone-1")
-        laptop, laptop_id = await sign_in(client, "laptop-1")
-        await notify(client, phone, "phone-1", uploads=False, security=False)
-        await notify(client, laptop, "laptop-1", uploads=False, security=False)
+        (phone, phone_id), (_, laptop_id) = await phone_and_laptop(client, uploads=False, security=False)
         for n in range(6):
             await upload_file(client, phone, os.urandom(500), name=f"burst-{n}.jpg")
         await trio.sleep(120)

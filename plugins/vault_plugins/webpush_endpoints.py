@@ -130,10 +130,15 @@ def url_refusal(url: httpx.URL, *, allow_private: bool) -> str | None:
     if address is not None:
         refusal = address_refusal(address)
         return None if refusal is None else f"the endpoint host is {refusal}"
-    name = host.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
+    if _names_this_machine(host):
         return "the endpoint host is a name for this machine (localhost)"
     return None
+
+
+def _names_this_machine(host: str) -> bool:
+    """``localhost`` and its subdomains (RFC 6761), which resolvers answer with loopback."""
+    name = host.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")
 
 
 PLAIN_HTTP_RULE = "a plain http endpoint must be on a loopback or private address (use https)"
@@ -146,8 +151,7 @@ async def plain_http_refusal(url: httpx.URL) -> str | None:
     this keeps the VAPID token and the metadata off the open internet without TLS.)"""
     if url.scheme != "http" or literal_address(url.host) is not None:
         return None
-    name = url.host.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
+    if _names_this_machine(url.host):
         return None
     try:
         addresses = await _resolve(url.host, url.port or 80)

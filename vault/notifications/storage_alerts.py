@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
 from vault.devices.records import DEVICES, user_devices_prefix
-from vault.meta import MetaStore, RawTable, Txn
+from vault.meta import MetaStore, RawTable, Table, Txn
 from vault.notifications.records import record_notification
 from vault.quota import USAGE, get_usage
 
@@ -66,15 +67,16 @@ class StorageAlerts:
     async def recheck_announced(self) -> None:
         """Check again every user with a threshold announced: space freed without a file change
         (the trash or old versions reclaimed) re-arms their warnings."""
-        async with self.meta.snapshot() as txn:
-            users = [key.decode() for key in txn.keys(STORAGE_ALERTS)]
-        for user_id in users:
-            self.changed(user_id)
+        await self._recheck_users_in(STORAGE_ALERTS)
 
     async def recheck_all(self) -> None:
         """Queue a check of every user who has usage or an announced threshold (at start)."""
+        await self._recheck_users_in(USAGE, STORAGE_ALERTS)
+
+    async def _recheck_users_in(self, *tables: RawTable | Table[Any]) -> None:
+        """Queue a check of every user keyed in ``tables`` (both key by user id)."""
         async with self.meta.snapshot() as txn:
-            users = {key.decode() for key in txn.keys(USAGE)} | {key.decode() for key in txn.keys(STORAGE_ALERTS)}
+            users = {key.decode() for table in tables for key in txn.keys(table)}
         for user_id in sorted(users):
             self.changed(user_id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 
 from vault.devices.records import DEVICES, user_devices_prefix
+from vault.files.paths import DEFAULT_MIME
 from vault.files.records import FileRecord
 from vault.meta import Txn
 from vault.notifications.records import record_notification
@@ -15,7 +16,7 @@ def kind_of(name: str, mime_type: str | None = None) -> str:
     """The word the spec's texts use for a file ("Photo upload completed"): phones upload
     mostly photos and videos, and a user reads which one finished. A type the client did not
     declare (or a failed upload, which made no record) is guessed from the name."""
-    if not mime_type or mime_type == "application/octet-stream":
+    if not mime_type or mime_type == DEFAULT_MIME:
         mime_type = mimetypes.guess_type(name)[0]
     top = (mime_type or "").split("/", 1)[0]
     return {"image": "Photo", "video": "Video", "audio": "Audio"}.get(top, "File")
