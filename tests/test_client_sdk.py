@@ -26,6 +26,7 @@ from vault_client.hashing import checksum_of_bytes
 from vault_client.ratelimit import RateLimit
 from vault_client.retry import RetryPolicy, retrying
 from vault_client.state import State
+from vault_client.uploads import UploadItem
 
 BASE = "http://node.test"
 CHUNK = 64 * 1024
@@ -324,3 +325,36 @@ def test_state_survives_a_reopen(tmp_path: Path) -> None:
     assert found is not None and found.sync_token == "st_abc" and found.remote == "/x"
     assert os.path.exists(tmp_path / "s.sqlite3")
     again.close()
+
+
+async def test_a_small_file_costs_its_batchs_init_and_one_put(app: VaultApp, tmp_path: Path) -> None:
+    transport = Scripted(in_process(app))
+    client = await signed_in(BASE, tmp_path / "s.sqlite3", transport=transport, chunk_size=CHUNK)
+    paths = []
+    for n in range(5):
+        paths.append(tmp_path / f"thumb{n}.jpg")
+        paths[-1].write_bytes(_data(CHUNK // 3 + n, seed=n))
+    entries = await client.uploader.upload_many([UploadItem(p, "/thumbs", p.name) for p in paths])
+    assert [e.checksum for e in entries] == [checksum_of_bytes(p.read_bytes()) for p in paths]
+    assert transport.count("POST", "/upload/init") == 1 and transport.count("PUT", "/chunks") == 5
+    assert transport.count("POST", "/upload/complete") == 0  # each PUT completed its file
+    listing = await client.list_folder("/thumbs")
+    assert sorted(f.name for f in listing.files) == sorted(p.name for p in paths)
+    await client.aclose()
+
+
+async def test_a_completing_put_whose_answer_was_lost_still_ends_with_the_one_file(
+    app: VaultApp, tmp_path: Path
+) -> None:
+    # The node stored the chunk and made the file; the answer never came. The retry finds the
+    # upload complete (409): the client asks the node instead of failing, and gets the file.
+    lose = Rule(is_chunk_put, "lose")
+    transport = Scripted(in_process(app), lose)
+    client = await signed_in(BASE, tmp_path / "s.sqlite3", transport=transport, chunk_size=CHUNK)
+    path = tmp_path / "note.txt"
+    path.write_bytes(_data(1000))
+    entry = await client.upload(path, folder="/")
+    assert lose.times == 0 and transport.count("PUT", "/chunks") == 2
+    assert entry.checksum == checksum_of_bytes(path.read_bytes()) and entry.version == 1
+    assert [f.name for f in (await client.list_folder("/")).files] == ["note.txt"]
+    await client.aclose()

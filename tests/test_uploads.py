@@ -663,3 +663,86 @@ async def test_open_uploads_per_device_are_capped_until_some_finish_or_expire(
         await trio.sleep(3601)
         again = await client.post("/api/mobile/upload/init", headers=phone, json=files("x", "y", "z"))
         assert again.status_code == 200
+
+
+async def _put(client: Any, headers: dict[str, str], chunk: dict[str, Any], data: bytes, query: str = "") -> Any:
+    return await client.put(
+        local_path(chunk["uploadUrl"]) + query, headers=headers, data=data[chunk["start"] : chunk["end"] + 1]
+    )
+
+
+async def test_a_one_chunk_file_completes_with_its_put_when_asked(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(40 * KiB)
+    planned = await init_upload(client, headers, data)
+    put = await _put(client, headers, planned["chunks"][0], data, "?complete=true")
+    assert put.status_code == 200
+    entry = (await put.get_json())["data"]["file"]
+    assert entry["checksum"] == b3(data) and entry["size"] == len(data) and entry["version"] == 1
+    content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+    assert await content.get_data() == data
+    # A client that calls complete anyway (or retries it) gets the same file, not a second version.
+    again = await client.post(
+        "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": b3(data)}
+    )
+    assert again.status_code == 200 and (await again.get_json())["data"]["file"]["id"] == entry["id"]
+    state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+    assert (await state.get_json())["data"]["status"] == "completed"
+
+
+async def test_complete_on_a_put_waits_for_the_last_missing_chunk(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(3 * 64 * KiB)
+    planned = await init_upload(client, headers, data)
+    chunks = planned["chunks"]
+    first = await _put(client, headers, chunks[2], data, "?complete=true")
+    assert first.status_code == 200 and "file" not in (await first.get_json())["data"]
+    listing = await client.get("/api/mobile/files?folder=/photos", headers=headers)
+    assert (await listing.get_json())["data"]["files"] == []
+    assert (await _put(client, headers, chunks[0], data)).status_code == 200
+    last = await _put(client, headers, chunks[1], data, "?complete=1")
+    entry = (await last.get_json())["data"]["file"]
+    content = await client.get(f"/api/mobile/files/{entry['id']}/content", headers=headers)
+    assert await content.get_data() == data
+
+
+async def test_racing_completing_puts_make_one_file_of_the_right_bytes(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(6 * 64 * KiB + 9)
+    planned = await init_upload(client, headers, data)
+    files: list[dict[str, Any]] = []
+
+    async def put(chunk: dict[str, Any]) -> None:
+        response = await _put(client, headers, chunk, data, "?complete=true")
+        assert response.status_code == 200, await response.get_json()
+        if "file" in (answer := (await response.get_json())["data"]):
+            files.append(answer["file"])
+
+    async with trio.open_nursery() as nursery:
+        for chunk in planned["chunks"]:
+            nursery.start_soon(put, chunk)
+    assert files and {f["id"] for f in files} == {files[0]["id"]} and {f["version"] for f in files} == {1}
+    assert files[0]["checksum"] == b3(data)
+    content = await client.get(f"/api/mobile/files/{files[0]['id']}/content", headers=headers)
+    assert await content.get_data() == data
+
+
+async def test_complete_on_a_put_is_checked_against_inits_checksum(client: Any) -> None:
+    headers = await register(client)
+    data = os.urandom(30 * KiB)
+    wrong = await init_upload(client, headers, data, checksum=b3(b"something else"))
+    put = await _put(client, headers, wrong["chunks"][0], data, "?complete=true")
+    assert put.status_code == 422 and (await put.get_json())["error"]["code"] == "CHECKSUM_MISMATCH"
+    listing = await client.get("/api/mobile/files?folder=/photos", headers=headers)
+    assert (await listing.get_json())["data"]["files"] == []
+    # With no checksum at init there is nothing to check the file against: refused, nothing kept.
+    init = await client.post(
+        "/api/mobile/upload/init",
+        headers=headers,
+        json={"files": [{"localId": "a", "name": "n.bin", "size": len(data), "folder": "/photos"}]},
+    )
+    unchecked = (await init.get_json())["data"]["files"][0]
+    refused = await _put(client, headers, unchecked["chunks"][0], data, "?complete=true")
+    assert refused.status_code == 400 and (await refused.get_json())["error"]["code"] == "VALIDATION_ERROR"
+    state = await client.get(f"/api/mobile/upload/{unchecked['uploadId']}", headers=headers)
+    assert (await state.get_json())["data"]["receivedCount"] == 0

@@ -22,7 +22,7 @@ QUEUE_ACTIONS = ("delete", "move", "rename", "mkdir")
 
 def for_queue(row: PendingRow) -> bool:
     change = row.change
-    return bool(change.get("_offline")) and change.get("action") in QUEUE_ACTIONS and "baseVersion" not in change
+    return bool(change.get("_offline")) and change.get("action") in QUEUE_ACTIONS and change.get("baseVersion") is None
 
 
 def queue_op(row: PendingRow) -> Any:

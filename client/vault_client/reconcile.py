@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
 
+from vault_client import wire
 from vault_client.local_tree import LocalFile, LocalTree
 from vault_client.state import IndexRow, RemoteRow
+
+# A change for ``sync/files``: the node's own structs (generated from its OpenAPI document).
+LocalChange = (
+    wire.UploadChange | wire.UpdateChange | wire.DeleteChange | wire.MoveChange | wire.RenameChange | wire.MkdirChange
+)
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,10 @@ class PathMap:
 
 @dataclass(frozen=True)
 class Send:
-    """A local change for ``sync/files`` (``change`` in wire form), about local ``path``."""
+    """A local change for ``sync/files``, about local ``path``."""
 
     path: str
-    change: dict[str, Any]
+    change: LocalChange
     new_path: str | None = None  # moves and renames: where the file is now
     local: LocalFile | None = None  # uploads and updates: the content sent
 
@@ -155,21 +160,19 @@ def plan_round(
             continue
         new_path = candidates[0]
         done.update((path, new_path))
-        version = {"baseVersion": base.version} if r.version != base.version and base.version else {}
+        version = base.version if r.version != base.version and base.version else None
         old_folder, old_name = paths.to_remote(path)
         new_folder, new_name = paths.to_remote(new_path)
         step = path
         if new_folder != old_folder:
             # A move keeps the name: a rename after it (if any) goes from that in-between path.
             step = posixpath.join(posixpath.dirname(new_path), posixpath.basename(path))
-            plan.sends.append(
-                Send(path, {"action": "move", "fileId": base.file_id, "folder": new_folder, **version}, step)
-            )
-            version = {}
+            move = wire.MoveChange(file_id=base.file_id, folder=new_folder, base_version=version)
+            plan.sends.append(Send(path, move, step))
+            version = None
         if new_name != old_name:
-            plan.sends.append(
-                Send(step, {"action": "rename", "fileId": base.file_id, "name": new_name, **version}, new_path)
-            )
+            rename = wire.RenameChange(file_id=base.file_id, name=new_name, base_version=version)
+            plan.sends.append(Send(step, rename, new_path))
 
     everything = set(local.files) | set(index) | set(by_path)
     for path in sorted(everything - done - held):
@@ -236,12 +239,14 @@ def plan_round(
 
 
 def _same_file(plan: Plan, path: str, here: LocalFile | None, base: IndexRow, there: RemoteRow) -> None:
+    assert base.file_id is not None  # only a file the node named has a remote side
     remote_changed = there.checksum != base.checksum
     if here is None:
-        change: dict[str, Any] = {"action": "delete", "fileId": base.file_id}
-        if there.version != base.version and base.version:
-            change["baseVersion"] = base.version  # deleted here, changed there: a conflict
-        plan.sends.append(Send(path, change))
+        # Deleted here, changed there: sent with the base version, a conflict.
+        changed_there = there.version != base.version and base.version
+        plan.sends.append(
+            Send(path, wire.DeleteChange(file_id=base.file_id, base_version=base.version if changed_there else None))
+        )
     elif here.checksum == base.checksum:
         if remote_changed:
             plan.downloads.append(Download(path, there, here))
@@ -252,14 +257,18 @@ def _same_file(plan: Plan, path: str, here: LocalFile | None, base: IndexRow, th
 
 
 def _update(path: str, here: LocalFile, base: IndexRow, *, force_base: bool) -> Send:
-    change: dict[str, Any] = {"action": "update", "fileId": base.file_id, "size": here.size, "checksum": here.checksum}
-    if force_base and base.version:
-        # Made on a version the node has moved past: sent with it, so the node sees the conflict.
-        change["baseVersion"] = base.version
+    assert base.file_id is not None  # callers send updates only for a file the node named
+    # Made on a version the node has moved past: sent with it, so the node sees the conflict.
+    change = wire.UpdateChange(
+        file_id=base.file_id,
+        size=here.size,
+        checksum=here.checksum,
+        base_version=base.version if force_base and base.version else None,
+    )
     return Send(path, change, local=here)
 
 
 def _upload(path: str, here: LocalFile, paths: PathMap) -> Send:
     folder, name = paths.to_remote(path)
-    change = {"action": "upload", "name": name, "folder": folder, "size": here.size, "checksum": here.checksum}
+    change = wire.UploadChange(name=name, folder=folder, size=here.size, checksum=here.checksum)
     return Send(path, change, local=here)

@@ -35,16 +35,13 @@ from vault_client.downloads import LocalChanged, partial_path
 from vault_client.errors import ChecksumMismatch, NetworkNotAllowed, NodeError, NodeUnreachable, NotFound
 from vault_client.local_tree import LocalFile, ignored, scan, stat_key
 from vault_client.offline_queue import as_result, for_queue, queue_op
-from vault_client.reconcile import Download, LocalDelete, LocalMove, PathMap, Plan, Send, plan_round
+from vault_client.reconcile import Download, LocalChange, LocalDelete, LocalMove, PathMap, Plan, Send, plan_round
 from vault_client.state import ConflictRow, IndexRow, PendingRow, RemoteRow, Root
 from vault_client.tasks import open_nursery
 from vault_client.uploads import UploadItem
 
 Resolution = str  # "keep_local" | "keep_remote" | "keep_both"
 RESOLUTIONS = ("keep_local", "keep_remote", "keep_both")
-LocalChange = (
-    wire.UploadChange | wire.UpdateChange | wire.DeleteChange | wire.MoveChange | wire.RenameChange | wire.MkdirChange
-)
 BATCH = 1000  # local changes per sync/files or queue/add request (the node's limit)
 QUEUE_CHECKS = 8  # how many times a round asks the node's queue before leaving the rest for later
 
@@ -338,14 +335,17 @@ class Syncer:
         sends them later, with the token they were made on."""
         token = self.root.sync_token
         sends = list(plan.sends) + [
-            Send(rel, {"action": "mkdir", "folder": self.paths.folder_to_remote(rel)}) for rel in plan.send_dirs
+            Send(rel, wire.MkdirChange(folder=self.paths.folder_to_remote(rel))) for rel in plan.send_dirs
         ]
         if not sends:
             return
         with self.state.transaction() as db:
             for send in sends:
                 op_id = "op_" + os.urandom(8).hex()
-                change = dict(send.change, localId=op_id, _path=send.path, _token=token)
+                # Kept in the state as JSON: the node's field names, unset ones left out, plus ours.
+                wired = msgspec.to_builtins(msgspec.structs.replace(send.change, local_id=op_id))
+                change = {k: v for k, v in wired.items() if v is not None}
+                change.update(_path=send.path, _token=token)
                 if offline:
                     change["_offline"] = True  # made while the node was away: for its queue
                 if send.new_path is not None:

@@ -74,10 +74,12 @@ class Changes(Answer, kw_only=True):
 
 
 class ChunkReceipt(Answer, kw_only=True):
+    """A stored chunk. `file`: the file the upload became, when the `PUT` asked to complete and this chunk was the last one missing (absent while others are)."""
     upload_id: str
     index: int
     received: int
     checksum: str
+    file: FileEntry | None = None
 
 
 class CompleteRequest(Request, kw_only=True):
@@ -728,6 +730,14 @@ class PostUploadFileQuery(Query, kw_only=True):
     local_id: Annotated[str, Meta(max_length=256)] | None = None
 
 
+class PutUploadUploadIdChunksIndexQuery(Query, kw_only=True):
+    complete: bool | None = None
+
+
+class PutUploadUploadIdChunksQuery(Query, kw_only=True):
+    complete: bool | None = None
+
+
 # Sign in (creating the account when sign-up is open) and register this device.
 POST_AUTH_REGISTER = Endpoint('POST', '/api/mobile/auth/register', RegisterBody, AuthRegisterAnswer, None, envelope=False, auth=False, status=200)
 # Exchange a refresh token for a new pair (the presented one stops working).
@@ -800,10 +810,10 @@ GET_SHARES = Endpoint('GET', '/api/mobile/shares', None, ShareList, None, envelo
 DELETE_SHARES_SHARE_ID = Endpoint('DELETE', '/api/mobile/shares/{share_id}', None, ShareRevoked, None, envelope=True, auth=True, status=200)
 # Upload a whole small file in one request: the body is its bytes (Content-Length required), the query describes it as upload/init's files[] do (checksum required)
 POST_UPLOAD_FILE = Endpoint('POST', '/api/mobile/upload/file', None, FileUploadResponse, PostUploadFileQuery, envelope=True, auth=True, status=201)
-# Upload one chunk's raw bytes (application/octet-stream); optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>
-PUT_UPLOAD_UPLOAD_ID_CHUNKS_INDEX = Endpoint('PUT', '/api/mobile/upload/{upload_id}/chunks/{index}', None, ChunkReceipt, None, envelope=True, auth=True, status=200)
-# Upload one chunk's raw bytes to the file's uploadUrl, naming the chunk with Content-Range: bytes START-END/SIZE (its planned range); optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>
-PUT_UPLOAD_UPLOAD_ID_CHUNKS = Endpoint('PUT', '/api/mobile/upload/{upload_id}/chunks', None, ChunkReceipt, None, envelope=True, auth=True, status=200)
+# Upload one chunk's raw bytes (application/octet-stream); optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>; with ?complete=true the upload is completed as upload/complete would (against init's checksum) once this chunk makes it whole, and the receipt carries the file
+PUT_UPLOAD_UPLOAD_ID_CHUNKS_INDEX = Endpoint('PUT', '/api/mobile/upload/{upload_id}/chunks/{index}', None, ChunkReceipt, PutUploadUploadIdChunksIndexQuery, envelope=True, auth=True, status=200)
+# Upload one chunk's raw bytes to the file's uploadUrl, naming the chunk with Content-Range: bytes START-END/SIZE (its planned range); optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>; with ?complete=true the upload is completed as upload/complete would (against init's checksum) once this chunk makes it whole, and the receipt carries the file
+PUT_UPLOAD_UPLOAD_ID_CHUNKS = Endpoint('PUT', '/api/mobile/upload/{upload_id}/chunks', None, ChunkReceipt, PutUploadUploadIdChunksQuery, envelope=True, auth=True, status=200)
 # tus capabilities: Tus-Version, Tus-Extension, Tus-Checksum-Algorithm, Tus-Max-Size
 OPTIONS_TUS = Endpoint('OPTIONS', '/api/mobile/tus/', None, None, None, envelope=False, auth=False, status=204)
 # Create an upload (Upload-Length, Upload-Metadata: filename, folder, filetype); with a body of Content-Type application/offset+octet-stream, creation-with-upload

@@ -14,7 +14,7 @@ from vault.config import Config
 from vault.files.records import file_entry
 from vault.numbers import ascii_int
 from vault.principal import Principal
-from vault.uploads.wire import ChunkReceipt, FileUploadQuery, FileUploadResponse
+from vault.uploads.wire import ChunkQuery, ChunkReceipt, FileUploadQuery, FileUploadResponse
 
 CHUNK_PATH = "/api/mobile/upload/{upload_id}/chunks/{index}"
 FILE_PATH = "/api/mobile/upload/{upload_id}/chunks"
@@ -48,6 +48,7 @@ async def put_ranged_chunk(req: RawRequest) -> RawResponse:
 async def _receive(req: RawRequest, principal: Principal, index: int) -> RawResponse:
     declared_text = req.header("x-chunk-checksum")
     declared = parse_checksum(declared_text, "X-Chunk-Checksum") if declared_text else None
+    query = req.query_as(ChunkQuery)
     with req.node.transfers.slot(principal.user_id):
         receipt = await req.node.uploads.receive_chunk(
             principal.user_id,
@@ -56,6 +57,7 @@ async def _receive(req: RawRequest, principal: Principal, index: int) -> RawResp
             req.body(),
             content_length=req.content_length,
             declared=declared,
+            complete=query.complete,
         )
     return json_raw(200, {"success": True, "data": receipt})
 
@@ -89,7 +91,17 @@ _CHECKSUM_HEADER: HeaderDoc = (
 
 def docs(config: Config) -> list[RouteDoc]:
     """OpenAPI entries for the raw routes (their bodies are bytes, their answers structs)."""
-    checksum = "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>"
+    checksum = (
+        "optional X-Chunk-Checksum: blake3:<hex> or sha256:<hex>; with ?complete=true the upload is "
+        "completed as upload/complete would (against init's checksum) once this chunk makes it whole, "
+        "and the receipt carries the file"
+    )
+    chunk_errors = (
+        (400, "VALIDATION_ERROR: complete=true for an upload whose init gave no checksum (before the body is read)"),
+        (409, "CONFLICT: the upload was aborted or is already complete"),
+        (410, "UPLOAD_EXPIRED: the upload session has expired"),
+        (422, "CHECKSUM_MISMATCH: the chunk (or, completing, the whole file) does not match its checksum"),
+    )
     limit = int(config.uploads.max_single_request_size)
     return [
         RouteDoc(
@@ -119,6 +131,8 @@ def docs(config: Config) -> list[RouteDoc]:
             CHUNK_PATH,
             f"Upload one chunk's raw bytes (application/octet-stream); {checksum}",
             response=ChunkReceipt,
+            query=ChunkQuery,
+            errors=chunk_errors,
             tags=["uploads"],
             path_schemas={"index": {"type": "integer", "minimum": 0, "maximum": MAX_CHUNK_INDEX}},
             headers={"X-Chunk-Checksum": _CHECKSUM_HEADER},
@@ -131,6 +145,8 @@ def docs(config: Config) -> list[RouteDoc]:
             "Upload one chunk's raw bytes to the file's uploadUrl, naming the chunk with "
             f"Content-Range: bytes START-END/SIZE (its planned range); {checksum}",
             response=ChunkReceipt,
+            query=ChunkQuery,
+            errors=chunk_errors,
             tags=["uploads"],
             headers={
                 "Content-Range": (

@@ -85,7 +85,7 @@ class Completion:
                 return queries.get_file(txn, upload.user_id, upload.file_id)
         require_open(upload, self.clock.now())
         chunks = _ordered_chunks(upload, received)
-        expected = checksum if checksum is not None else _declared(upload)
+        expected = checksum if checksum is not None else declared_checksum(upload)
         if self.running.current(upload.id) is not None:
             await self.catch_up(upload)  # joins (or finishes) a catch-up still running
         need_sha = expected is not None and expected.algo == "sha256"
@@ -193,7 +193,7 @@ def _matches(digests: dict[str, str], expected: Checksum | None) -> bool:
     return expected is None or digests.get(expected.algo) == expected.hex
 
 
-def _declared(upload: UploadSession) -> Checksum | None:
+def declared_checksum(upload: UploadSession) -> Checksum | None:
     if upload.checksum_algo in ("blake3", "sha256") and upload.checksum_hex:
         return Checksum(upload.checksum_algo, upload.checksum_hex)  # type: ignore[arg-type]
     return None

@@ -37,7 +37,7 @@ from vault.offload import Hasher, Offload
 from vault.quota import check_quota, get_usage, put_usage
 from vault.uploads import by_device
 from vault.uploads.chunk_ranges import ChunkRange, chunk_range, total_chunks
-from vault.uploads.completion import Completion, OutcomeHook
+from vault.uploads.completion import Completion, OutcomeHook, declared_checksum
 from vault.uploads.expiry import expire_sessions, release_session
 from vault.uploads.intake import PieceIntake
 from vault.uploads.records import (
@@ -313,11 +313,19 @@ class UploadService:
         *,
         content_length: int | None,
         declared: Checksum | None,
+        complete: bool = False,
     ) -> ChunkReceipt:
-        """Store one chunk, verified while it streams; acknowledged only once durable."""
+        """Store one chunk, verified while it streams; acknowledged only once durable. With
+        ``complete``, then complete the upload if that made it whole (``ChunkQuery``)."""
         async with self.meta.snapshot() as txn:
             upload = load_session(txn, user_id, upload_id)
         require_open(upload, self.now)
+        if complete and declared_checksum(upload) is None:
+            # Refused before a byte is read: there would be nothing to check the whole file against.
+            raise errors.ValidationError(
+                "complete=true needs the file's checksum given at upload/init; send upload/complete instead",
+                details={"field": "complete"},
+            )
         rng = _planned_range(upload, index, content_length)
         stream = body
         expected_id = None
@@ -385,9 +393,15 @@ class UploadService:
         if self.running.waiting(upload.id) and not self.spawn(partial(self._catch_up, upload)):
             await self._catch_up(upload)
         self.metrics.received_bytes.inc(result.size)
-        return ChunkReceipt(
+        receipt = ChunkReceipt(
             upload_id=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
         )
+        if complete:
+            _, have = await self.offload.run(read_session, self.meta, user_id, upload_id)
+            if len(have) >= upload.total_chunks:
+                made = await self.completion.finalize(user_id, upload_id, None, {})
+                receipt.file = file_entry(made)
+        return receipt
 
     async def _store(
         self, stream: AsyncIterable[bytes], index: int, rng: ChunkRange, expected_id: ChunkId | None, also: list[Hasher]

@@ -11,7 +11,7 @@ from vault.checksums import CHECKSUM_PATTERN
 from vault.files.paths import FileName, FolderPath, MimeType
 from vault.files.records import FileEntry
 from vault.uploads.chunk_ranges import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
-from vault.wire import TimestampOrEmpty, WireAnswer, WireRequest
+from vault.wire import TimestampOrEmpty, WireAnswer, WireQuery, WireRequest
 
 Priority = Literal["high", "normal", "low"]
 NonNegative = Annotated[int, Meta(ge=0)]
@@ -98,11 +98,24 @@ class InitResponse(WireAnswer):
     upload_options: EchoedOptions
 
 
-class ChunkReceipt(WireAnswer):
+class ChunkQuery(WireQuery):
+    """Query of a chunk ``PUT``. ``complete=true``: once this chunk makes the upload whole, complete
+    it as ``upload/complete`` would, against the checksum given at ``upload/init`` (which it then
+    needs), and answer the file in the receipt: a small file planned by a batch ``init`` costs one
+    request instead of two."""
+
+    complete: bool = False
+
+
+class ChunkReceipt(WireAnswer, omit_defaults=True):
+    """A stored chunk. ``file``: the file the upload became, when the ``PUT`` asked to complete and
+    this chunk was the last one missing (absent while others are)."""
+
     upload_id: str
     index: int
     received: int
     checksum: str
+    file: FileEntry | None = None
 
 
 class ProgressRequest(WireRequest):
