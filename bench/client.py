@@ -1,14 +1,17 @@
-"""Client benchmark: a first sync of a photo library through ``vault_client`` against the same
+"""Client benchmark: a first sync of the photo library through ``vault_client`` against the same
 upload made with plain sequential HTTP requests (what a ``curl`` loop does).
 
-The workload is seeded: mostly 1-6 MiB photos and a few large videos, written once to a scratch
-folder. Each side gets a fresh ``vault serve`` (a child process on 127.0.0.1, its own data
-directory, so nothing is deduplicated across sides) and uploads every file:
+The workload is ``python -m bench photos``'s (``bench/photos.py``): 500 files of seeded sizes
+(seed 9; most 1-6 MiB uniform, 1% of 50-200 MiB; ``--quick``: 60 files, one of 50 MiB), every
+file a window of one random buffer restamped with a new tag. Each side gets freshly stamped
+files written to its own scratch folder (then ``sync``, untimed) and a fresh ``vault serve`` (a
+child process on 127.0.0.1, its own data directory), so no file or chunk is deduplicated
+across sides, pairs or runs; both are deleted after the side. Each side uploads every file:
 
-- **raw**: one ``httpx.Client`` connection, one file after another: BLAKE3 of the file (the node
-  needs it), ``upload/init``, every 8 MiB chunk ``PUT`` in order, ``upload/complete``;
+- **raw**: one ``httpx.Client`` connection, one file after another: read it, BLAKE3 of the file
+  (the node needs it), ``upload/init``, every 8 MiB chunk ``PUT`` in order, ``upload/complete``;
 - **client**: ``Syncer.sync_once`` of the folder: scan and hash, ``sync/files``, chunk uploads
-  (4 in flight across the 4 files in flight), ``complete``, the index and state in SQLite.
+  (``--parallel`` in flight across the files in flight), ``complete``, the index and state in SQLite.
 
 The client's overhead is its time over the raw time (below 1.0: it is faster, from running
 chunks in parallel). Pairs alternate which side runs first.
@@ -20,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
+import os
+import shutil
+import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import blake3
@@ -31,42 +36,46 @@ import httpx
 import trio
 
 from bench.common import MiB, mb_per_s, median, scratch_dir, table
-from bench.sync import running_node
+from bench.photos import MAX_FILES, Library, library_shape, photo_sizes
+from bench.sync import Node, running_node
+from bench.transfer import new_tag
 
 PASSWORD = "correct horse battery"
 CHUNK = 8 * MiB
+SEED = 9  # bench/photos.py's default
 
 
-@dataclass(frozen=True)
-class Workload:
-    photos: int
-    photo_min: int
-    photo_max: int
-    videos: int
-    video_size: int
-    seed: int
+class PeakMemory:
+    """The node's peak VmRSS and RssAnon (kB), sampled every 50 ms in a thread while in use."""
 
-    def sizes(self) -> list[int]:
-        rng = random.Random(self.seed)
-        sizes = [rng.randint(self.photo_min, self.photo_max) for _ in range(self.photos)]
-        return sizes + [self.video_size] * self.videos
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.peak: dict[str, int] = {"VmRSS": 0, "RssAnon": 0}
+        self._stop = threading.Event()
 
+    def _sample(self) -> None:
+        status = self.node.status()
+        for key in self.peak:
+            self.peak[key] = max(self.peak[key], status.get(key, 0))
 
-QUICK = Workload(photos=40, photo_min=1 * MiB, photo_max=6 * MiB, videos=1, video_size=48 * MiB, seed=11)
-FULL = Workload(photos=160, photo_min=1 * MiB, photo_max=6 * MiB, videos=3, video_size=96 * MiB, seed=11)
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                self._sample()
+            except OSError:  # the node exited: its last sample stands
+                return
 
-
-def write_library(folder: Path, workload: Workload) -> int:
-    rng = random.Random(workload.seed + 1)
-    total = 0
-    for n, size in enumerate(workload.sizes()):
-        is_video = size == workload.video_size and n >= workload.photos
-        sub = folder / ("Videos" if is_video else f"Camera/{2021 + n % 4}")
-        sub.mkdir(parents=True, exist_ok=True)
-        name = f"VID_{n:04d}.mp4" if is_video else f"IMG_{n:04d}.jpg"
-        (sub / name).write_bytes(rng.randbytes(size))
-        total += size
-    return total
+    @contextmanager
+    def sampling(self) -> Iterator[PeakMemory]:
+        self._sample()
+        thread = threading.Thread(target=self._run, name="node-memory", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(timeout=5)
+            self._sample()
 
 
 def _data(response: httpx.Response) -> dict[str, object]:
@@ -129,13 +138,13 @@ def raw_upload(base: str, folder: Path) -> float:
         return time.perf_counter() - started
 
 
-def client_sync(base: str, folder: Path, state: Path, parallel: int = 4) -> tuple[float, int]:
-    """Seconds for the client's first sync of ``folder``, and the bytes it sent."""
+def client_sync(base: str, folder: Path, state: Path, parallel: int = 4) -> tuple[float, int, int]:
+    """Seconds for the client's first sync of ``folder``, the bytes it sent and the files it uploaded."""
     from vault_client.client import Client
     from vault_client.state import State
     from vault_client.syncer import Syncer
 
-    async def run() -> tuple[float, int]:
+    async def run() -> tuple[float, int, int]:
         async with Client(base, state=State(state), chunk_size=CHUNK, parallel=parallel) as client:
             await client.sign_in("client@example.com", PASSWORD)
             syncer = Syncer(client, folder)
@@ -144,47 +153,77 @@ def client_sync(base: str, folder: Path, state: Path, parallel: int = 4) -> tupl
             seconds = time.perf_counter() - started
             if report.offline or report.rejected or report.uploaded == 0:
                 raise RuntimeError(f"the client's sync did not complete: {report}")
-            return seconds, client.uploader.bytes_sent
+            return seconds, client.uploader.bytes_sent, report.uploaded
 
     return trio.run(run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench client", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK.photos} photos and {QUICK.videos} video")
+    parser.add_argument("--quick", action="store_true", help="python -m bench photos --quick's library: 60 files")
+    parser.add_argument("--files", type=int, help=f"number of files (default 500, --quick 60, at most {MAX_FILES})")
     parser.add_argument("--pairs", type=int, default=None, help="raw/client pairs (default 2, --quick 1)")
-    parser.add_argument("--parallel", type=int, default=4, help="the client's chunks in flight per file (default 4)")
+    parser.add_argument("--parallel", type=int, default=4, help="the client's chunks in flight (default 4)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    workload = QUICK if args.quick else FULL
+    count, big_count, big_range = library_shape(args.quick, args.files)
+    if not 1 <= count <= MAX_FILES:
+        parser.error(f"--files must be 1..{MAX_FILES}")
     pairs = args.pairs or (1 if args.quick else 2)
+    sizes = photo_sizes(count, SEED, big_count=big_count, big=big_range)
+    total, files = sum(sizes), len(sizes)
+    videos = sum(1 for size in sizes if size > 6 * MiB)
+    library = Library(sizes, SEED)
+    print(
+        f"library: {files} files ({videos} of {big_range[0] // MiB}-{big_range[1] // MiB} MiB), "
+        f"{total / MiB:,.0f} MiB (bench/photos.py, seed {SEED}); fresh stamps per side",
+        flush=True,
+    )
+    raw_times: list[float] = []
+    client_times: list[float] = []
+    ratios: list[float] = []
+    peaks: dict[str, list[dict[str, int]]] = {"raw": [], "client": []}
     with scratch_dir("bench-client-") as work:
-        library = work / "library"
-        total = write_library(library, workload)
-        files = workload.photos + workload.videos
-        print(f"library: {files} files, {total / MiB:,.0f} MiB (seed {workload.seed})", flush=True)
-        raw_times: list[float] = []
-        client_times: list[float] = []
-        ratios: list[float] = []
         for pair in range(pairs):
             order = ("raw", "client") if pair % 2 == 0 else ("client", "raw")
             measured: dict[str, float] = {}
             for side in order:
+                folder = work / f"library-{pair}-{side}"
+                library.write(folder, new_tag())
+                os.sync()  # the files' dirty pages must not slow the node's fsyncs down
                 node_dir = work / f"node-{pair}-{side}"
                 node_dir.mkdir()
-                with running_node(node_dir) as node:
-                    if side == "raw":
-                        measured[side] = raw_upload(node.base, library)
-                    else:
-                        seconds, sent = client_sync(node.base, library, node_dir / "client.sqlite3", args.parallel)
-                        if sent != total:
-                            raise RuntimeError(f"the client sent {sent} bytes of {total}")
-                        measured[side] = seconds
-                print(f"pair {pair + 1}: {side} {measured[side]:.2f} s", flush=True)
+                try:
+                    with running_node(node_dir) as node, PeakMemory(node).sampling() as memory:
+                        if side == "raw":
+                            measured[side] = raw_upload(node.base, folder)
+                        else:
+                            state = node_dir / "client.sqlite3"  # fresh per side, deleted with the node's data
+                            seconds, sent, uploaded = client_sync(node.base, folder, state, args.parallel)
+                            if sent != total or uploaded != files:
+                                raise RuntimeError(
+                                    f"the client sent {sent} bytes of {total}, {uploaded} files of {files}"
+                                )
+                            measured[side] = seconds
+                    peaks[side].append(memory.peak)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    shutil.rmtree(node_dir, ignore_errors=True)
+                    os.sync()
+                print(
+                    f"pair {pair + 1}: {side} {measured[side]:.2f} s, "
+                    f"node peak VmRSS {memory.peak['VmRSS'] / 1024:.0f} MiB, "
+                    f"RssAnon {memory.peak['RssAnon'] / 1024:.0f} MiB",
+                    flush=True,
+                )
             raw_times.append(measured["raw"])
             client_times.append(measured["client"])
             ratios.append(measured["client"] / measured["raw"])
     raw_s, client_s = median(raw_times), median(client_times)
+
+    def peak(side: str, key: str) -> str:
+        return f"{max(p[key] for p in peaks[side]) / 1024:.0f}"
+
     rows = [
         [
             "raw requests (sequential)",
@@ -192,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{mb_per_s(total, raw_s):,.0f}",
             f"{files / raw_s:,.1f}",
             "1.00",
+            peak("raw", "VmRSS"),
+            peak("raw", "RssAnon"),
         ],
         [
             "vault_client first sync",
@@ -199,13 +240,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{mb_per_s(total, client_s):,.0f}",
             f"{files / client_s:,.1f}",
             f"{median(ratios):.2f}",
+            peak("client", "VmRSS"),
+            peak("client", "RssAnon"),
         ],
     ]
     print()
-    print(table(["upload", "seconds", "MB/s", "files/s", "time / raw"], rows))
+    print(table(["upload", "seconds", "MB/s", "files/s", "time / raw", "node VmRSS MiB", "node RssAnon MiB"], rows))
     print(f"\nclient overhead: {median(ratios):.2f}x the raw time (per pair: {', '.join(f'{r:.2f}' for r in ratios)})")
     if args.json is not None:
         args.json.write_text(
-            json.dumps({"files": files, "bytes": total, "raw_s": raw_times, "client_s": client_times, "ratios": ratios})
+            json.dumps(
+                {
+                    "files": files,
+                    "bytes": total,
+                    "seed": SEED,
+                    "sizes": sizes,
+                    "raw_s": raw_times,
+                    "client_s": client_times,
+                    "ratios": ratios,
+                    "node_peak_kb": peaks,
+                }
+            )
         )
     return 0

@@ -91,6 +91,22 @@ MAX_FILES = STAMP_EVERY // SLOT  # beyond this, the stamps of two files would fa
 # --- the library ------------------------------------------------------------------------------
 
 
+QUICK_FILES = 60  # --quick: 60 files, one of them a 50 MiB video
+DEFAULT_FILES = 500
+
+
+def library_shape(
+    quick: bool, files: int | None = None, videos: int | None = None
+) -> tuple[int, int | None, tuple[int, int]]:
+    """The library's file count, video count (``None``: 1% of the files) and video size range,
+    as ``--quick``, ``--files`` and ``--videos`` set them (also used by ``bench/client.py``)."""
+    return (
+        files or (QUICK_FILES if quick else DEFAULT_FILES),
+        videos if videos is not None else (1 if quick else None),
+        (50 * MiB, 50 * MiB) if quick else (50 * MiB, 200 * MiB),
+    )
+
+
 def photo_sizes(
     count: int,
     seed: int,
@@ -142,13 +158,27 @@ class Library:
     def file(self, i: int) -> memoryview:
         return self.view[SLOT * i : SLOT * i + self.sizes[i]]
 
+    def name(self, tag: int, i: int) -> str:
+        kind = "VID" if self.sizes[i] > 6 * MiB else "IMG"
+        return f"{kind}_{tag:x}_{i:04d}.{'mp4' if kind == 'VID' else 'jpg'}"
+
+    def write(self, folder: Path, tag: int) -> list[Path]:
+        """Restamp with ``tag`` and write every file into ``folder`` (for a client that syncs a folder)."""
+        self.restamp(tag)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(len(self.sizes)):
+            path = folder / self.name(tag, i)
+            path.write_bytes(self.file(i))
+            paths.append(path)
+        return paths
+
     def files(self, tag: int, indices: Sequence[int], *, checksums: bool, chunk_size: int | None) -> list[PhotoFile]:
         """Restamp with ``tag``, then the files with the checksums a target needs (untimed)."""
         self.restamp(tag)
         out = []
         for i in indices:
-            kind = "VID" if self.sizes[i] > 6 * MiB else "IMG"
-            item = PhotoFile(i, f"{kind}_{tag:x}_{i:04d}.{'mp4' if kind == 'VID' else 'jpg'}", self.file(i))
+            item = PhotoFile(i, self.name(tag, i), self.file(i))
             if checksums:
                 item.checksum = b3(item.view, threads=len(item.view) > 16 * MiB)
                 if chunk_size and len(item.view) > chunk_size:
@@ -197,6 +227,9 @@ class Params:
     time_limit: float = 1200.0
     measure_timeout: float = 900.0
     warmup_files: int = 12
+
+    def sizes(self) -> list[int]:
+        return photo_sizes(self.files, self.seed, big_count=self.big_count, big=self.big_range)
 
 
 def tus_send(tus: TusClient, patch_size: int) -> SendFn:
@@ -399,12 +432,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
     add_run_args(parser, FAMILIES)
     args = parser.parse_args(argv)
     families = chosen_families(parser, args, FAMILIES)
-    files = args.files or (60 if args.quick else 500)
+    files, big_count, big_range = library_shape(args.quick, args.files, args.videos)
     params = Params(
         files=files,
         seed=args.seed,
-        big_count=args.videos if args.videos is not None else (1 if args.quick else None),
-        big_range=(50 * MiB, 50 * MiB) if args.quick else (50 * MiB, 200 * MiB),
+        big_count=big_count,
+        big_range=big_range,
         in_flight=args.in_flight,
         chunk_size=args.chunk_mib * MiB,
         single_max=args.single_max_mib * MiB,
@@ -436,7 +469,7 @@ def check_disk(workdir: Path, params: Params, total: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     params, args = parse_args(argv)
-    sizes = photo_sizes(params.files, params.seed, big_count=params.big_count, big=params.big_range)
+    sizes = params.sizes()
     runs: list[Run] = []
     failed: dict[str, str] = {}
     rows: list[Row] = []

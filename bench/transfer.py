@@ -351,7 +351,17 @@ class NodeApi:
                 raise BenchError(f"upload/init: chunks cover {covered} bytes of {entry['size']}")
         return files
 
-    def put_chunk(self, client: httpx.Client, chunk: dict[str, Any], data: memoryview | bytes, checksum: str) -> None:
+    def put_chunk(
+        self,
+        client: httpx.Client,
+        chunk: dict[str, Any],
+        data: memoryview | bytes,
+        checksum: str,
+        *,
+        complete: bool = False,
+    ) -> dict[str, Any]:
+        """A chunk ``PUT``; with ``complete`` (``?complete=true``) the receipt carries the file
+        once this chunk made the upload whole. Returns the receipt."""
         content, extra = body_of(data)
         headers = {
             **self.auth,
@@ -359,9 +369,15 @@ class NodeApi:
             "Content-Type": "application/octet-stream",
             "X-Chunk-Checksum": f"blake3:{checksum}",
         }
-        answer = self._check(client.put(chunk["uploadUrl"], content=content, headers=headers), "chunk PUT")
+        params = {"complete": "true"} if complete else None
+        answer = self._check(
+            client.put(chunk["uploadUrl"], content=content, headers=headers, params=params), "chunk PUT"
+        )
         if answer.get("received") not in (None, len(data), True):
             raise BenchError(f"chunk PUT: received {answer.get('received')!r}, sent {len(data)}")
+        if complete and "file" not in answer:
+            raise BenchError("chunk PUT ?complete=true: the last chunk's receipt names no file")
+        return answer
 
     def complete(self, client: httpx.Client, upload_id: str, checksum: str) -> dict[str, Any]:
         """``upload/complete``; returns ``data.file``."""

@@ -285,8 +285,9 @@ def node_api_one_request(api: NodeApi) -> SmallFn:
     return run
 
 
-def node_api_small(api: NodeApi) -> SmallFn:
-    """init for ``indices`` (one or a batch), then PUT + complete each file."""
+def node_api_small(api: NodeApi, *, complete_on_put: bool = False) -> SmallFn:
+    """init for ``indices`` (one or a batch), then PUT + complete each file; ``complete_on_put``:
+    the last chunk's ``PUT ?complete=true`` completes it instead (no ``complete`` request)."""
 
     def run(client: httpx.Client, ups: SmallUploads, indices: list[int], ctx: Ctx) -> None:
         entries = [
@@ -296,12 +297,14 @@ def node_api_small(api: NodeApi) -> SmallFn:
         answers = api.init(client, entries, None)
         for i, answer in zip(indices, answers, strict=True):
             ctx.check()
-            for chunk in answer["chunks"]:
+            chunks = answer["chunks"]
+            for n, chunk in enumerate(chunks):
                 start, stop = int(chunk["start"]), int(chunk["end"]) + 1
                 data = ups.files[i] if (start, stop) == (0, len(ups.files[i])) else ups.files[i][start:stop]
                 checksum = ups.checksums[i] if data is ups.files[i] else b3(data)
-                api.put_chunk(client, chunk, data, checksum)
-            api.complete(client, answer["uploadId"], ups.checksums[i])
+                api.put_chunk(client, chunk, data, checksum, complete=complete_on_put and n == len(chunks) - 1)
+            if not (complete_on_put and chunks):
+                api.complete(client, answer["uploadId"], ups.checksums[i])
 
     return run
 
@@ -436,9 +439,9 @@ def node_variants(params: Params, target: Target, api: NodeApi) -> list[Variant]
                 Variant(
                     "node-api-batch",
                     "node-api",
-                    f"node API, init for {params.batch} files at once",
+                    f"node API, init for {params.batch} files at once, each completed by its PUT",
                     target,
-                    small=node_api_small(api),
+                    small=node_api_small(api, complete_on_put=True),
                     small_unit=params.batch,
                     checksums=True,
                 )
