@@ -3,35 +3,60 @@ commands of the quick start, every other command, and the exit codes scripts rel
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import pty
+import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+import pytest
 import trio
 
-from tests.client_support import PASSWORD, tree_of
+import vault_client.client
+from tests.client_support import PASSWORD, signed_in, tree_of
 from tests.conftest import LiveNode
 from vault_client.auth import stored_credentials
 from vault_client.cli import exit_codes, parse_rate
+from vault_client.cli import main as cli_main
+from vault_client.errors import NotFound
+from vault_client.ratelimit import RateLimit
 from vault_client.state import State
+from vault_client.uploads import DEFAULT_CHUNK
 
 CLIENT = Path(__file__).resolve().parent.parent / "client"
+MiB = 1024 * 1024
+EMAIL = "carol@example.com"
+SUMMARY = "1 uploaded, 0 already on the node."
+
+
+def _environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join([str(CLIENT), environment.get("PYTHONPATH", "")])
+    environment.update(env or {})
+    return environment
+
+
+def _command(*args: str, state: Path) -> list[str]:
+    return [sys.executable, "-m", "vault_client.cli", *args, "--state", str(state)]
 
 
 async def vault_sync(
     *args: str, state: Path, stdin: bytes = b"", env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
     """Run the command line in its own process (bounded in time) and answer (code, stdout, stderr)."""
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join([str(CLIENT), environment.get("PYTHONPATH", "")])
-    environment.update(env or {})
+    environment = _environment(env)
     with trio.fail_after(120):
         done = await trio.run_process(
-            [sys.executable, "-m", "vault_client.cli", *args, "--state", str(state)],
+            _command(*args, state=state),
             stdin=stdin,
             capture_stdout=True,
             capture_stderr=True,
@@ -41,7 +66,7 @@ async def vault_sync(
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
-async def login(live_node: LiveNode, state: Path, email: str = "carol@example.com") -> None:
+async def login(live_node: LiveNode, state: Path, email: str = EMAIL) -> None:
     code, out, err = await vault_sync(
         "login", live_node.base_url, "--email", email, "--password-stdin", state=state, stdin=PASSWORD.encode() + b"\n"
     )
@@ -205,3 +230,264 @@ def test_rates_read_like_curls() -> None:
     assert parse_rate("2M") == 2 * 1024 * 1024
     assert parse_rate("1.5MiB") == 1.5 * 1024 * 1024
     assert parse_rate("800000") == 800000
+
+
+# -- on a terminal, --limit-rate, kill -9 and Ctrl-C mid-upload -----------------------------------
+
+# What a terminal interprets rather than shows: CSI (colours, cursor moves, erase), OSC, charset picks.
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\r")
+_SPEED = re.compile(r"\d+(\.\d+)? [kMG]?B/s")  # rich's TransferSpeedColumn: "2.1 MB/s"
+_TIME_LEFT = re.compile(r"\d+:\d\d:\d\d")  # rich's TimeRemainingColumn: "0:00:02"
+_BODY_BYTES = "vault_request_body_bytes_total"
+
+
+async def test_push_on_a_terminal_draws_a_bar_with_speed_and_time_left(live_node: LiveNode, tmp_path: Path) -> None:
+    state = tmp_path / "s.sqlite3"
+    await login(live_node, state)
+    video = tmp_path / "holiday-video.mp4"
+    video.write_bytes(os.urandom(6 * MiB))  # at 2 MiB/s: seconds of bar
+    code, drawn = await _on_a_terminal("push", str(video), "--to", "/videos", "--limit-rate", "2M", state=state)
+    assert code == exit_codes.OK, drawn
+    assert "holiday-video.mp4" in drawn  # the file's own bar (the summary names no file)
+    assert _SPEED.search(drawn), drawn
+    assert _TIME_LEFT.search(drawn), drawn
+    assert SUMMARY in drawn
+    # Not on a terminal (a script, cron, a pipe): the same slow push draws nothing, only the summary.
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(os.urandom(3 * MiB))
+    code, out, err = await vault_sync("push", str(clip), "--to", "/videos", "--limit-rate", "2M", state=state)
+    assert code == exit_codes.OK, err
+    assert out == SUMMARY + "\n"
+    assert err == ""
+    assert await _on_the_node(live_node, tmp_path, "/videos", "holiday-video.mp4") == [video.read_bytes()]
+
+
+async def _on_a_terminal(*args: str, state: Path, columns: int = 120) -> tuple[int, str]:
+    """Run the command line with stdout and stderr on a pseudo-terminal ``columns`` wide, as in
+    a terminal window; answer its exit code and what it wrote, escape sequences taken out."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    os.set_blocking(master, False)
+    environment = _environment({"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "40"})
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        environment.pop(name, None)
+    drawn = bytearray()
+    try:
+        process = await trio.lowlevel.open_process(
+            _command(*args, state=state), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=environment
+        )
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)  # the child holds its own copies: once it exits, reading the master ends
+    try:
+        with trio.fail_after(60):
+            while True:
+                await trio.lowlevel.wait_readable(master)
+                try:
+                    piece = os.read(master, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    break  # EIO: no process has the terminal open any more
+                if not piece:
+                    break
+                drawn += piece
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()  # only the process this test started, by its PID
+            await process.wait()
+        trio.lowlevel.notify_closing(master)
+        os.close(master)
+    return code, _ESCAPES.sub("", drawn.decode(errors="replace"))
+
+
+class _RecordingLimit(RateLimit):
+    """The limiter ``--limit-rate`` makes, noting the bytes it let through and when (Trio's clock)."""
+
+    def __init__(self, rate: float, burst: int | None = None) -> None:
+        super().__init__(rate, burst)
+        self.passed = 0
+        self.first: float | None = None
+        self.last = 0.0
+
+    async def take(self, n: int) -> None:
+        if self.first is None:
+            self.first = trio.current_time()
+        await super().take(n)
+        self.passed += n
+        self.last = trio.current_time()
+
+
+async def test_limit_rate_paces_every_byte_of_a_real_push(
+    live_node: LiveNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "s.sqlite3"
+    await login(live_node, state)
+    archive = tmp_path / "archive.tar"
+    archive.write_bytes(os.urandom(6 * MiB))
+    made: list[_RecordingLimit] = []
+
+    def recording(rate: float) -> RateLimit:
+        made.append(_RecordingLimit(rate))
+        return made[-1]
+
+    monkeypatch.setattr(vault_client.client, "RateLimit", recording)
+    before = await _metrics(live_node)
+    # The real command line (its own trio.run, in a worker thread) against the node over loopback.
+    argv = ["push", str(archive), "--to", "/backups", "--limit-rate", "2M", "--state", str(state)]
+    with trio.fail_after(60):
+        code = await trio.to_thread.run_sync(cli_main, argv, abandon_on_cancel=True)
+    assert code == exit_codes.OK
+    after = await _metrics(live_node)
+    (limit,) = made
+    assert limit.rate == 2 * MiB
+    size = archive.stat().st_size
+    assert limit.passed == size  # every byte of the chunk went through the limiter ...
+    assert _value(after, _BODY_BYTES) - _value(before, _BODY_BYTES) == size  # ... and reached the node
+    # A token bucket lets at most burst + rate * t bytes through in t seconds: 6 MiB at 2 MiB/s
+    # (burst 0.5 MiB) cannot have gone in less than 2.75 s. Unpaced, loopback takes milliseconds.
+    assert limit.first is not None
+    assert limit.last - limit.first >= (size - limit.burst) / limit.rate - 0.001  # (float rounding)
+    assert await _on_the_node(live_node, tmp_path, "/backups", "archive.tar") == [archive.read_bytes()]
+
+
+async def test_a_push_killed_mid_upload_resumes_with_what_the_node_holds(live_node: LiveNode, tmp_path: Path) -> None:
+    state = tmp_path / "s.sqlite3"
+    await login(live_node, state)
+    chunks = 5
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(os.urandom(chunks * DEFAULT_CHUNK))
+    start = await _metrics(live_node)
+    # One chunk at a time at 8 MiB/s: about a second a chunk, the whole file no sooner than 4.75 s.
+    args = _command("push", str(disk), "--to", "/backups", "--limit-rate", "8M", "--parallel", "1", state=state)
+    process = await trio.lowlevel.open_process(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_environment()
+    )
+    try:
+        with trio.fail_after(60):
+            await _until(live_node, process, lambda m: _chunk_puts(m) > _chunk_puts(start))
+        process.kill()  # SIGKILL, only the process this test started, by its PID
+        with trio.fail_after(30):
+            assert await process.wait() == -signal.SIGKILL
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    # Killed mid-upload: the node has no file yet, and the state remembers the open upload.
+    assert await _on_the_node(live_node, tmp_path, "/backups", "disk.img") == []
+    remembered = State(state)
+    try:
+        assert remembered.upload_count() == 1
+    finally:
+        remembered.close()
+    before = await _metrics(live_node)
+    code, out, err = await vault_sync("push", str(disk), "--to", "/backups", state=state)
+    assert code == exit_codes.OK, err
+    assert out == SUMMARY + "\n"
+    after = await _metrics(live_node)
+    # The second run sent only what the node lacked, not the whole file again.
+    assert _chunk_puts(after) - _chunk_puts(before) < chunks
+    assert _value(after, _BODY_BYTES) - _value(before, _BODY_BYTES) < disk.stat().st_size
+    assert await _on_the_node(live_node, tmp_path, "/backups", "disk.img") == [disk.read_bytes()]
+    remembered = State(state)
+    try:
+        assert remembered.upload_count() == 0
+    finally:
+        remembered.close()
+
+
+async def test_ctrl_c_stops_a_push_with_exit_130_and_the_next_push_completes(
+    live_node: LiveNode, tmp_path: Path
+) -> None:
+    state = tmp_path / "s.sqlite3"
+    await login(live_node, state)
+    movie = tmp_path / "movie.mkv"
+    movie.write_bytes(os.urandom(3 * DEFAULT_CHUNK))  # at 4 MiB/s: no sooner than 5.5 s
+    start = await _metrics(live_node)
+    args = _command("push", str(movie), "--to", "/films", "--limit-rate", "4M", state=state)
+    process = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_environment())
+    try:
+        with trio.fail_after(60):
+            await _until(live_node, process, lambda m: _value(m, _BODY_BYTES) > _value(start, _BODY_BYTES))
+        process.send_signal(signal.SIGINT)  # as Ctrl-C, mid-transfer
+        with trio.fail_after(30):
+            code = await process.wait()
+            out, err = await _read_all(process.stdout), await _read_all(process.stderr)
+    finally:
+        if process.returncode is None:
+            process.kill()  # only the process this test started, by its PID
+            await process.wait()
+    assert code == exit_codes.INTERRUPTED, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert out == ""  # no summary: nothing claims to be uploaded
+    assert await _on_the_node(live_node, tmp_path, "/films", "movie.mkv") == []
+    code, out, err = await vault_sync("push", str(movie), "--to", "/films", state=state)
+    assert code == exit_codes.OK, err
+    assert out == SUMMARY + "\n"
+    assert await _on_the_node(live_node, tmp_path, "/films", "movie.mkv") == [movie.read_bytes()]
+
+
+async def _read_all(stream: trio.abc.ReceiveStream | None) -> str:
+    assert stream is not None
+    data = b""
+    while piece := await stream.receive_some(65536):
+        data += piece
+    return data.decode()
+
+
+async def _until(live_node: LiveNode, process: trio.Process, done: Callable[[str], bool]) -> str:
+    """Poll the node's /metrics until ``done`` says yes (failing at once if ``process`` ended first)."""
+    while True:
+        metrics = await _metrics(live_node)
+        if done(metrics):
+            return metrics
+        if process.poll() is not None:
+            raise AssertionError(f"vault-sync ended (exit {process.returncode}) before it was time to stop it")
+        await trio.sleep(0.05)
+
+
+async def _metrics(live_node: LiveNode) -> str:
+    async with live_node.client() as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+def _value(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _chunk_puts(metrics: str, status: int = 200) -> float:
+    """Chunk PUTs the node has answered with ``status``."""
+    return sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("vault_http_requests_total{")
+        and 'method="PUT"' in line
+        and "/chunks/" in line
+        and f'status="{status}"' in line
+    )
+
+
+async def _on_the_node(live_node: LiveNode, tmp_path: Path, folder: str, name: str) -> list[bytes]:
+    """The content of every file called ``name`` the node holds in ``folder`` (for the tests' user)."""
+    found: list[bytes] = []
+    async with await signed_in(live_node.base_url, tmp_path / "checker.sqlite3", email=EMAIL) as client:
+        try:
+            listing = await client.list_folder(folder)
+        except NotFound:
+            return found
+        for n, entry in enumerate(f for f in listing.files if f.name == name):
+            target = tmp_path / "from-the-node" / f"{n}-{name}"
+            target.parent.mkdir(exist_ok=True)
+            await client.download(entry, target)
+            found.append(target.read_bytes())
+    return found
