@@ -125,3 +125,20 @@ def test_the_kernel_routes_loopback_through_lo() -> None:
         port = server.getsockname()[1]
     assert local_address_for("127.0.0.1", port) == "127.0.0.1"
     assert interface_of("127.0.0.1") == "lo"
+
+
+def test_an_ipv6_route_is_judged_by_its_interface_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An IPv6-only cellular link must be refused under --wifi-only like an IPv4 one.
+    table = tmp_path / "if_inet6"
+    table.write_text(
+        "00000000000000000000000000000001 01 80 10 80       lo\n"
+        "2a0104b8000000000000000000000042 03 40 00 00    wwan0\n"
+        "fe800000000000000000000000000007 04 40 20 80    wlan0\n"
+    )
+    monkeypatch.setattr(network, "IF_INET6", str(table))
+    monkeypatch.setattr(network, "local_address_for", lambda host, port: "2a01:4b8::42")
+    assert network.interface_of("2a01:4b8::42") == "wwan0"
+    assert network.interface_of("fe80::7%wlan0") == "wlan0"
+    assert network.interface_of("::1") == "lo"
+    assert network.interface_of("2a01:4b8::99") is None
+    assert metered_reason("http://[2a01:db8::1]:8080") == "wwan0 is a cellular link"

@@ -19,12 +19,14 @@ from urllib.parse import urlsplit
 
 _CELLULAR = ("wwan", "ppp", "rmnet", "ccmni", "wwp")
 _SIOCGIFADDR = 0x8915
+IF_INET6 = "/proc/net/if_inet6"  # Linux: each IPv6 address (32 hex digits) and its interface
 
 
 def local_address_for(host: str, port: int) -> str | None:
+    """The local address a connection to ``host`` leaves from (IPv4 or IPv6, the first address
+    the name resolves to, as the connection would take it); ``None`` with no route."""
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        target = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4]
+        family, _, _, _, target = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)[0]
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.connect(target)
             return str(probe.getsockname()[0])
@@ -33,8 +35,11 @@ def local_address_for(host: str, port: int) -> str | None:
 
 
 def interface_of(address: str) -> str | None:
-    if ipaddress.ip_address(address).is_loopback:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a link-local address may carry %zone
+    if ip.is_loopback:
         return "lo"
+    if ip.version == 6:
+        return _interface_of_v6(ip.packed.hex())
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _, name in socket.if_nameindex():
             try:
@@ -43,6 +48,18 @@ def interface_of(address: str) -> str | None:
                 continue
             if socket.inet_ntoa(packed[20:24]) == address:
                 return name
+    return None
+
+
+def _interface_of_v6(packed_hex: str) -> str | None:
+    try:
+        with open(IF_INET6, encoding="ascii") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) >= 6 and fields[0].lower() == packed_hex:
+                    return fields[5]
+    except OSError:
+        return None
     return None
 
 
@@ -72,7 +89,7 @@ def metered_reason(base_url: str) -> str | None:
     address = local_address_for(parts.hostname or "127.0.0.1", port)
     if address is None:
         return None  # no route: the transfer fails as offline, not as metered
-    interface = interface_of(address) if ":" not in address else None
+    interface = interface_of(address)
     if interface is None or interface == "lo":
         return None
     if interface.startswith(_CELLULAR):
