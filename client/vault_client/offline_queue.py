@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vault_client import wire
+from vault_client.reconcile import wire_change
 from vault_client.state import PendingRow
 
 QUEUE_ACTIONS = ("delete", "move", "rename", "mkdir")
@@ -26,22 +27,23 @@ def for_queue(row: PendingRow) -> bool:
 
 
 def queue_op(row: PendingRow) -> Any:
-    change = row.change
+    change = wire_change(row.change)
     made = datetime.fromtimestamp(row.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    action = change["action"]
-    if action == "delete":
-        return wire.QueueDelete(id=row.id, created_at=made, file_id=str(change["fileId"]))
-    if action == "move":
-        return wire.QueueMove(id=row.id, created_at=made, file_id=str(change["fileId"]), folder=str(change["folder"]))
-    if action == "rename":
-        return wire.QueueRename(id=row.id, created_at=made, file_id=str(change["fileId"]), name=str(change["name"]))
-    return wire.QueueMkdir(id=row.id, created_at=made, folder=str(change["folder"]))
+    if isinstance(change, wire.DeleteChange):
+        return wire.QueueDelete(id=row.id, created_at=made, file_id=change.file_id)
+    if isinstance(change, wire.MoveChange):
+        return wire.QueueMove(id=row.id, created_at=made, file_id=change.file_id, folder=change.folder)
+    if isinstance(change, wire.RenameChange):
+        return wire.QueueRename(id=row.id, created_at=made, file_id=change.file_id, name=change.name)
+    if isinstance(change, wire.MkdirChange):
+        return wire.QueueMkdir(id=row.id, created_at=made, folder=change.folder)
+    raise ValueError(f"a {row.change.get('action')} change does not go through the queue")  # for_queue decides
 
 
 def as_result(row: PendingRow, outcome: wire.QueueResult) -> wire.ChangeResult | None:
     """What became of a queued operation, as ``sync/files`` would have said; ``None`` while the
     node has not run it yet."""
-    file_id = outcome.file_id or (str(row.change["fileId"]) if "fileId" in row.change else None)
+    file_id = outcome.file_id or getattr(wire_change(row.change), "file_id", None)
     if outcome.status == "done":
         return wire.ChangeResult(local_id=row.id, status="applied", file_id=file_id)
     if outcome.status == "failed":

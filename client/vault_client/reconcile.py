@@ -19,6 +19,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
+import msgspec
+
 from vault_client import wire
 from vault_client.local_tree import LocalFile, LocalTree
 from vault_client.state import IndexRow, RemoteRow
@@ -27,6 +29,14 @@ from vault_client.state import IndexRow, RemoteRow
 LocalChange = (
     wire.UploadChange | wire.UpdateChange | wire.DeleteChange | wire.MoveChange | wire.RenameChange | wire.MkdirChange
 )
+
+
+def wire_change(change: dict[str, object]) -> LocalChange:
+    """A change as the state keeps it (the node's field names, plus private ``_`` keys of ours)
+    decoded back into the node's struct."""
+    public = {k: v for k, v in change.items() if not k.startswith("_")}
+    decoded: LocalChange = msgspec.convert(public, LocalChange)  # type: ignore[arg-type]
+    return decoded
 
 
 @dataclass(frozen=True)

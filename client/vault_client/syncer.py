@@ -35,7 +35,7 @@ from vault_client.downloads import LocalChanged, partial_path
 from vault_client.errors import ChecksumMismatch, NetworkNotAllowed, NodeError, NodeUnreachable, NotFound
 from vault_client.local_tree import LocalFile, ignored, scan, stat_key
 from vault_client.offline_queue import as_result, for_queue, queue_op
-from vault_client.reconcile import Download, LocalChange, LocalDelete, LocalMove, PathMap, Plan, Send, plan_round
+from vault_client.reconcile import Download, LocalDelete, LocalMove, PathMap, Plan, Send, plan_round, wire_change
 from vault_client.state import ConflictRow, IndexRow, PendingRow, RemoteRow, Root
 from vault_client.tasks import open_nursery
 from vault_client.uploads import UploadItem
@@ -411,7 +411,7 @@ class Syncer:
         sendable: list[PendingRow] = []
         for row in rows:
             try:
-                changes.append(_wire_change(row.change))
+                changes.append(wire_change(row.change))
             except msgspec.ValidationError as exc:
                 # The node's own schema (the generated wire structs) refuses it, e.g. a name with a
                 # zero-width space: rejected here exactly as the node would, without a request.
@@ -844,12 +844,6 @@ async def _cancel_on(stop: trio.Event, scope: trio.CancelScope) -> None:
 async def _poke_later(delay: float, poke: Callable[[], None]) -> None:
     await trio.sleep(delay)
     poke()
-
-
-def _wire_change(change: dict[str, object]) -> Any:
-    """The queued change as the node's struct (private ``_`` keys are ours, not the node's)."""
-    public = {k: v for k, v in change.items() if not k.startswith("_")}
-    return msgspec.convert(public, LocalChange)
 
 
 def conflict_info(row: ConflictRow) -> ConflictInfo:
