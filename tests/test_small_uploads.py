@@ -547,7 +547,17 @@ async def test_an_acknowledged_upload_survives_kill_9(tmp_path: Path, backend_na
             headers = {"Authorization": f"Bearer {signed['tokens']['accessToken']}"}
             answer = await http.post(file_url(data), headers=headers, content=data)
             assert answer.status_code == 201, answer.text
-        os.kill(proc.pid, signal.SIGKILL)  # at once after the acknowledgement
+            # And one planned by init and completed by its chunk PUT (?complete=true).
+            other = os.urandom(200 * KiB + 3)
+            init = await http.post(
+                "/api/mobile/upload/init",
+                headers=headers,
+                json={"files": [{"localId": "b", "name": "b.jpg", "size": len(other), "checksum": b3(other)}]},
+            )
+            url = init.json()["data"]["files"][0]["chunks"][0]["uploadUrl"]
+            completed = await http.put(url, params={"complete": "true"}, headers=headers, content=other)
+            assert completed.status_code == 200 and "file" in completed.json()["data"], completed.text
+        os.kill(proc.pid, signal.SIGKILL)  # at once after the acknowledgements
         proc.wait(timeout=30)
     with _node(config, data_dir, port) as proc:
         await wait_healthy(base, proc)
@@ -557,6 +567,9 @@ async def test_an_acknowledged_upload_survives_kill_9(tmp_path: Path, backend_na
             assert entry["checksum"] == b3(data)
             content = await http.get(f"/api/mobile/files/{file_id}/content", headers=headers)
             assert content.status_code == 200 and content.content == data
+            second = completed.json()["data"]["file"]["id"]
+            content = await http.get(f"/api/mobile/files/{second}/content", headers=headers)
+            assert content.status_code == 200 and content.content == other
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     command = [sys.executable, "-m", "vault.cli", "fsck", "--config", str(config), "--data-dir", str(data_dir)]

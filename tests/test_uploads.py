@@ -746,3 +746,15 @@ async def test_complete_on_a_put_is_checked_against_inits_checksum(client: Any) 
     assert refused.status_code == 400 and (await refused.get_json())["error"]["code"] == "VALIDATION_ERROR"
     state = await client.get(f"/api/mobile/upload/{unchecked['uploadId']}", headers=headers)
     assert (await state.get_json())["data"]["receivedCount"] == 0
+
+
+async def test_another_user_cannot_complete_an_upload_with_a_put(client: Any) -> None:
+    mine = await register(client)
+    theirs = await register(client, email="mallory@example.com")
+    data = os.urandom(20 * KiB)
+    planned = await init_upload(client, mine, data)
+    stolen = await _put(client, theirs, planned["chunks"][0], data, "?complete=true")
+    assert stolen.status_code == 404
+    state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=mine)
+    answer = (await state.get_json())["data"]
+    assert answer["status"] == "uploading" and answer["receivedCount"] == 0

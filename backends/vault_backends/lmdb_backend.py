@@ -199,18 +199,25 @@ class _LmdbWriter(ChunkWriter):
             raise error
 
     async def commit(self, chunk_id: ChunkId) -> None:
+        await self._publish(chunk_id, if_absent=False)
+
+    async def commit_if_absent(self, chunk_id: ChunkId) -> bool:
+        return await self._publish(chunk_id, if_absent=True)
+
+    async def _publish(self, chunk_id: ChunkId, *, if_absent: bool) -> bool:
+        """Publish the staged bytes as ``chunk_id`` unless it is stored already (one lookup in
+        the publishing transaction, on the writer thread: no hop of its own). Whether this call
+        stored it. Already stored: ``commit`` drops the staged bytes, ``commit_if_absent`` keeps
+        them (and this writer open) for the store to commit or abort."""
         if self._finished:
             raise RuntimeError("commit after commit or abort")
-        self._finished = True
         tail = self._held if self._held is not None else self._pending
         token, size, first, staged = self.token, self._size, self._segments, self._staged
         count = first + (1 if tail else 0)
-        self._pending = bytearray()
-        self._held = None
 
         def publish(txn: lmdb.Transaction, dbs: Databases) -> bool:
             if txn.get(chunk_id, db=dbs.index) is not None:
-                if staged:
+                if staged and not if_absent:
                     _delete_segments(txn, dbs, token)
                     txn.delete(token, db=dbs.staging)
                 return False
@@ -226,14 +233,21 @@ class _LmdbWriter(ChunkWriter):
             _add_stats(txn, dbs, 1, size)
             return True
 
+        self._finished = True
         published = self._backend.enqueue(publish, durable=True, weight=len(tail))
         try:
             await self._settle()
-            await published.result()
+            stored: bool = await published.result()
         except BaseException:
             # Queued after the publish, so it runs after it; the store will not call abort now.
             await self._discard()
             raise
+        if stored or not if_absent:
+            self._pending = bytearray()
+            self._held = None
+        else:
+            self._finished = False  # still staged: the store commits (after a repair) or aborts
+        return stored
 
     async def abort(self) -> None:
         if self._finished:
@@ -295,6 +309,14 @@ class LmdbBackend(ChunkBackend):
             batch_jobs=_BATCH_JOBS,
             batch_weight=_BATCH_BYTES,
         )
+
+    @property
+    def blind_put_is_cheap(self) -> bool:
+        # The publishing transaction looks the id up anyway (on the writer thread), so asking
+        # first would only add a thread hop per chunk (8-13% of the event loop's time for 1 MiB
+        # chunks and small files); a chunk already stored costs its staged bytes, written and
+        # dropped, and uploads rarely send one (init answers "exists" for a whole file first).
+        return True
 
     # -- lifecycle -----------------------------------------------------------------------------
 
