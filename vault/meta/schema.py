@@ -20,6 +20,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "device_by_client_id",  # user_id/client device id -> device_id
     "refresh_tokens",  # token hash -> RefreshToken
     "notifications",  # user_id/ts/id -> Notification
+    "inbox_sizes",  # user_id -> how many notifications the user's inbox holds (vault.notifications.records)
     "files",  # file_id -> FileRecord
     "manifests",  # file_id -> Manifest (the file's chunks; read only to serve or check content)
     "files_by_path",  # user_id/folder/name -> file_id
