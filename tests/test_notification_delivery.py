@@ -395,6 +395,34 @@ async def test_a_device_naming_no_provider_gets_its_platforms_preferred_configur
         assert stored == expected
 
 
+async def test_a_platform_no_configured_provider_serves_is_told_so_naming_them(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    # APNs and FCM only: a browser naming no provider used to get APNs, then APNs's own 400 about
+    # its token. It now hears that nothing here pushes to web devices; phones still register.
+    config = make_config(push=_provider_options(tmp_path, ["apns", "fcm"]))
+    app = create_app(config)
+    async with app.test_app():
+        client = app.test_client()
+        browser = await register(client, device_id="web-1", platform="web")
+        subscription = Browser().subscription("https://push.example.com/wpush/v2/abc")
+        answer = await client.post(
+            NOTIFY,
+            headers=bearer(browser),
+            json={"deviceId": "web-1", "pushToken": subscription, "platform": "web"},
+        )
+        assert answer.status_code == 400
+        error = (await answer.get_json())["error"]
+        assert error["code"] == "VALIDATION_ERROR" and error["details"]["field"] == "provider"
+        assert "web devices" in error["message"] and "apns, fcm" in error["message"]
+        phone = await register(client, device_id="android-1", platform="android")
+        answer = await client.post(
+            NOTIFY, headers=bearer(phone), json={"deviceId": "android-1", "pushToken": FCM_TOKEN, "platform": "android"}
+        )
+        assert answer.status_code == 200 and (await answer.get_json())["data"]["provider"] == "fcm"
+        assert [r.platform for r in await _registrations(app)] == ["android"]
+
+
 async def _registrations(app: Any) -> list[Any]:
     from vault.devices.push_registrations import REGISTRATIONS
 

@@ -38,6 +38,7 @@ PLATFORM_PREFERENCE = {
     "ios": ("apns", "webhook", "log"),
     "web": ("webpush", "webhook", "log"),
 }
+_BUILT_IN = frozenset(name for names in PLATFORM_PREFERENCE.values() for name in names)
 
 
 class NotificationService:
@@ -61,7 +62,15 @@ class NotificationService:
                 return name
         if not configured:
             raise errors.ValidationError("this node has no push provider configured", details={"field": "provider"})
-        return configured[0]
+        # A plugin's provider may serve any platform; a built-in one not in this platform's list
+        # cannot (APNs takes no browser subscription): refuse clearly rather than let it fail.
+        plugins = [name for name in configured if name not in _BUILT_IN]
+        if plugins:
+            return plugins[0]
+        raise errors.ValidationError(
+            f"no push provider for {platform} devices is configured on this node (configured: {', '.join(configured)})",
+            details={"field": "provider"},
+        )
 
     async def register(self, user_id: str, body: RegisterRequest) -> RegisterAnswer:
         quiet = body.preferences.quiet_hours
