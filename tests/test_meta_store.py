@@ -200,3 +200,31 @@ async def test_keys_lmdb_cannot_hold_are_absent_not_errors(tmp_path: Path) -> No
         assert not await store.write(lambda txn: txn.delete(NOTES, b""))
     finally:
         await store.close()
+
+
+async def test_a_reverse_scan_descends_from_start_within_its_prefix(tmp_path: Path) -> None:
+    store = MetaStore(tmp_path / "meta")
+    await store.open()
+    try:
+        keys = [b"a/1", b"a/2", b"a/3", b"a/5", b"b/1", b"`z"]
+
+        def fill(txn: object) -> None:
+            for key in keys:
+                txn.put(NOTES, key, Note(key.decode()))  # type: ignore[attr-defined]
+
+        await store.write(fill)
+        with store.read() as txn:
+
+            def down(start: bytes | None) -> list[bytes]:
+                return [k for k, _ in txn.scan(NOTES, b"a/", start=start, reverse=True)]
+
+            assert down(None) == [b"a/5", b"a/3", b"a/2", b"a/1"]
+            assert down(b"a/3") == [b"a/3", b"a/2", b"a/1"]  # inclusive, as an ascending scan is
+            assert down(b"a/4") == [b"a/3", b"a/2", b"a/1"]  # a start between keys
+            assert down(b"b/0") == [b"a/5", b"a/3", b"a/2", b"a/1"]  # past the prefix: all of it
+            assert down(b"a/") == []  # below every key of the prefix
+            assert down(b"a") == []  # below the prefix itself
+            assert down(b"a/3" + b"x" * 600) == [b"a/3", b"a/2", b"a/1"]  # too long to seek to
+            assert [k for k, _ in txn.scan(NOTES, b"a/", start=b"a/3")] == [b"a/3", b"a/5"]
+    finally:
+        await store.close()

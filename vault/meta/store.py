@@ -126,12 +126,16 @@ class Txn:
     def scan_bytes(
         self, table: RawTable | Table[Any], prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Raw pairs whose key starts with ``prefix``, ascending from ``start`` (or descending)."""
+        """Raw pairs whose key starts with ``prefix``, ascending from ``start``, or with
+        ``reverse`` descending from ``start`` (both inclusive: the keys ``>= start``, or ``<=``)."""
         if len(prefix) > MAX_KEY_SIZE:
             return
         cursor = self.raw.cursor(db=self._dbs[table.name])
         if reverse:
+            # Seek just past the last key wanted: the prefix's end, or the key right after start.
             upper = _prefix_upper_bound(prefix)
+            if start is not None and len(start) < MAX_KEY_SIZE and (upper is None or start + b"\x00" < upper):
+                upper = start + b"\x00"
             found = cursor.set_range(upper) if upper is not None else cursor.last()
             if found and upper is not None:
                 found = cursor.prev()
@@ -141,7 +145,8 @@ class Txn:
                 key = bytes(cursor.key())
                 if not key.startswith(prefix):
                     return
-                yield key, bytes(cursor.value())
+                if start is None or key <= start:  # (above it only when start was too long to seek to)
+                    yield key, bytes(cursor.value())
                 found = cursor.prev()
             return
         first = max(prefix, start or b"")
