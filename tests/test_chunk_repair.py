@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.api_helpers import register, upload_file
+from tests.metrics_support import metric
 from tests.test_downloads import _corrupt_one_chunk
 from vault.app import VaultApp
 from vault.config import Config
@@ -21,13 +22,6 @@ KiB = 1024
 @pytest.fixture
 def config(make_config: Callable[..., Config], backend_name: str) -> Config:
     return make_config(storage={"backend": backend_name})
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 async def test_a_good_upload_of_rotted_content_repairs_it_for_every_file_that_holds_it(
@@ -42,7 +36,7 @@ async def test_a_good_upload_of_rotted_content_repairs_it_for_every_file_that_ho
     broken = await client.get(url, headers=alice)
     assert broken.status_code == 500  # never the rotted bytes
     metrics = (await (await client.get("/metrics")).get_data()).decode()
-    assert _metric(metrics, "vault_chunk_corrupt_reads_total") >= 1
+    assert metric(metrics, "vault_chunk_corrupt_reads_total") >= 1
     # The same photo, uploaded by someone else: chunk-level dedup would land on the rotted copy.
     bob = await register(client, email="bob@example.com")
     second = await upload_file(client, bob, data, name="same.jpg", chunk_size=64 * KiB)
@@ -51,4 +45,4 @@ async def test_a_good_upload_of_rotted_content_repairs_it_for_every_file_that_ho
     repaired = await client.get(url, headers=alice)
     assert repaired.status_code == 200 and await repaired.get_data() == data
     metrics = (await (await client.get("/metrics")).get_data()).decode()
-    assert _metric(metrics, "vault_chunk_repairs_total") == 1
+    assert metric(metrics, "vault_chunk_repairs_total") == 1

@@ -24,6 +24,7 @@ import trio
 import vault_client.client
 from tests.client_support import PASSWORD, signed_in, tree_of
 from tests.conftest import LiveNode
+from tests.metrics_support import metric
 from vault_client.auth import stored_credentials
 from vault_client.cli import exit_codes, parse_rate
 from vault_client.cli import main as cli_main
@@ -459,21 +460,18 @@ async def _metrics(live_node: LiveNode) -> str:
 
 
 def _value(metrics: str, name: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
+    return metric(metrics, name)
 
 
 def _chunk_puts(metrics: str, status: int = 200) -> float:
     """Chunk PUTs the node has answered with ``status``."""
-    return sum(
-        float(line.split()[-1])
-        for line in metrics.splitlines()
-        if line.startswith("vault_http_requests_total{")
-        and 'method="PUT"' in line
-        and "/chunks/" in line
-        and f'status="{status}"' in line
+    return metric(
+        metrics,
+        "vault_http_requests_total",
+        default=0,
+        method="PUT",
+        route="/api/mobile/upload/{upload_id}/chunks/{index}",
+        status=str(status),
     )
 
 

@@ -25,6 +25,7 @@ import trio
 
 from tests.api_helpers import b3
 from tests.auth_support import register_body
+from tests.metrics_support import metric
 from tests.process_node import running_node
 
 pytestmark = pytest.mark.reliability
@@ -119,10 +120,7 @@ async def _until_node_read_everything(port: int, pid: int) -> None:
 
 
 async def _trim_checks(http: httpx.AsyncClient) -> float:
-    for line in (await http.get("/metrics")).text.splitlines():
-        if line.startswith("vault_memory_trim_checks_total "):
-            return float(line.split()[1])
-    raise AssertionError("no vault_memory_trim_checks_total in /metrics")
+    return metric((await http.get("/metrics")).text, "vault_memory_trim_checks_total")
 
 
 async def _until_given_up(http: httpx.AsyncClient, count: int) -> None:
@@ -130,14 +128,12 @@ async def _until_given_up(http: httpx.AsyncClient, count: int) -> None:
     request counter): what it does with a cut body (tus keeps the bytes it got) is then done, and
     a disk still syncing that work, which the CPU-quiet wait cannot see, is not mistaken for idle."""
     with trio.fail_after(60):
-        while True:
-            gone = 0.0
-            for line in (await http.get("/metrics")).text.splitlines():
-                if line.startswith("vault_http_requests_total{") and 'status="499"' in line:
-                    gone += float(line.split()[-1])
-            if gone >= count:
-                return
+        while await _given_up(http) < count:  # noqa: ASYNC110 - the node's own counter
             await trio.sleep(0.1)
+
+
+async def _given_up(http: httpx.AsyncClient) -> float:
+    return metric((await http.get("/metrics")).text, "vault_http_requests_total", default=0, status="499")
 
 
 async def _until_closed(port: int, count: int) -> None:

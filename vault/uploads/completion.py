@@ -80,6 +80,25 @@ class Completion:
         """Create the file from a fully received upload; idempotent (completing twice answers the
         same file). ``checksum=None``: check against the one declared at init, if any (tus)."""
         upload, received = await self.offload.run(read_session, self.meta, user_id, upload_id)
+        return await self._finalize(user_id, upload_id, upload, received, checksum, metadata)
+
+    async def finalize_if_whole(self, user_id: str, upload_id: str) -> FileRecord | None:
+        """``finalize`` against init's checksum once every chunk is in, from the same read that
+        tells; ``None`` while some are missing (a chunk ``PUT`` with ``complete=true``)."""
+        upload, received = await self.offload.run(read_session, self.meta, user_id, upload_id)
+        if upload.status == "uploading" and len(received) < upload.total_chunks:
+            return None
+        return await self._finalize(user_id, upload_id, upload, received, None, {})
+
+    async def _finalize(
+        self,
+        user_id: str,
+        upload_id: str,
+        upload: UploadSession,
+        received: dict[int, ReceivedChunk],
+        checksum: Checksum | None,
+        metadata: dict[str, Any],
+    ) -> FileRecord:
         if upload.status == "completed" and upload.file_id:
             async with self.meta.snapshot() as txn:
                 return queries.get_file(txn, upload.user_id, upload.file_id)

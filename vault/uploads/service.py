@@ -396,11 +396,8 @@ class UploadService:
         receipt = ChunkReceipt(
             upload_id=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
         )
-        if complete:
-            _, have = await self.offload.run(read_session, self.meta, user_id, upload_id)
-            if len(have) >= upload.total_chunks:
-                made = await self.completion.finalize(user_id, upload_id, None, {})
-                receipt.file = file_entry(made)
+        if complete and (made := await self.completion.finalize_if_whole(user_id, upload_id)) is not None:
+            receipt.file = file_entry(made)
         return receipt
 
     async def _store(
