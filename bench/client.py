@@ -25,10 +25,8 @@ import argparse
 import json
 import os
 import shutil
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import blake3
@@ -36,46 +34,14 @@ import httpx
 import trio
 
 from bench.common import MiB, mb_per_s, median, scratch_dir, table
+from bench.peers import Sampler
 from bench.photos import MAX_FILES, Library, library_shape, photo_sizes
-from bench.sync import Node, running_node
+from bench.sync import running_node
 from bench.transfer import new_tag
 
 PASSWORD = "correct horse battery"
 CHUNK = 8 * MiB
 SEED = 9  # bench/photos.py's default
-
-
-class PeakMemory:
-    """The node's peak VmRSS and RssAnon (kB), sampled every 50 ms in a thread while in use."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.peak: dict[str, int] = {"VmRSS": 0, "RssAnon": 0}
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        status = self.node.status()
-        for key in self.peak:
-            self.peak[key] = max(self.peak[key], status.get(key, 0))
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            try:
-                self._sample()
-            except OSError:  # the node exited: its last sample stands
-                return
-
-    @contextmanager
-    def sampling(self) -> Iterator[PeakMemory]:
-        self._sample()
-        thread = threading.Thread(target=self._run, name="node-memory", daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join(timeout=5)
-            self._sample()
 
 
 def _data(response: httpx.Response) -> dict[str, object]:
@@ -194,26 +160,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 node_dir = work / f"node-{pair}-{side}"
                 node_dir.mkdir()
                 try:
-                    with running_node(node_dir) as node, PeakMemory(node).sampling() as memory:
-                        if side == "raw":
-                            measured[side] = raw_upload(node.base, folder)
-                        else:
-                            state = node_dir / "client.sqlite3"  # fresh per side, deleted with the node's data
-                            seconds, sent, uploaded = client_sync(node.base, folder, state, args.parallel)
-                            if sent != total or uploaded != files:
-                                raise RuntimeError(
-                                    f"the client sent {sent} bytes of {total}, {uploaded} files of {files}"
-                                )
-                            measured[side] = seconds
-                    peaks[side].append(memory.peak)
+                    with running_node(node_dir) as node:
+                        memory = Sampler(interval=0.05)
+                        memory.watch("node", node)
+                        memory.start()
+                        try:
+                            if side == "raw":
+                                measured[side] = raw_upload(node.base, folder)
+                            else:
+                                state = node_dir / "client.sqlite3"  # fresh per side, deleted with the node's data
+                                seconds, sent, uploaded = client_sync(node.base, folder, state, args.parallel)
+                                if sent != total or uploaded != files:
+                                    raise RuntimeError(
+                                        f"the client sent {sent} bytes of {total}, {uploaded} files of {files}"
+                                    )
+                                measured[side] = seconds
+                        finally:
+                            node_peak = memory.close_window("node")
+                            memory.stop()
+                    peaks[side].append(node_peak)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                     shutil.rmtree(node_dir, ignore_errors=True)
                     os.sync()
                 print(
                     f"pair {pair + 1}: {side} {measured[side]:.2f} s, "
-                    f"node peak VmRSS {memory.peak['VmRSS'] / 1024:.0f} MiB, "
-                    f"RssAnon {memory.peak['RssAnon'] / 1024:.0f} MiB",
+                    f"node peak VmRSS {node_peak['VmRSS'] / MiB:.0f} MiB, "
+                    f"RssAnon {node_peak['RssAnon'] / MiB:.0f} MiB",
                     flush=True,
                 )
             raw_times.append(measured["raw"])
@@ -222,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw_s, client_s = median(raw_times), median(client_times)
 
     def peak(side: str, key: str) -> str:
-        return f"{max(p[key] for p in peaks[side]) / 1024:.0f}"
+        return f"{max(p[key] for p in peaks[side]) / MiB:.0f}"
 
     rows = [
         [
@@ -258,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "raw_s": raw_times,
                     "client_s": client_times,
                     "ratios": ratios,
-                    "node_peak_kb": peaks,
+                    "node_peak_bytes": peaks,
                 }
             )
         )

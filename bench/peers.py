@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -225,9 +226,16 @@ def _max(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return {k: max(a.get(k, 0), b.get(k, 0)) for k in MEMORY_FIELDS}
 
 
+class HasMemory(Protocol):
+    """What ``Sampler`` watches: a benchmark server or a node (``memory()``: VmRSS, RssAnon and
+    RssFile in bytes, zeros once it is gone)."""
+
+    def memory(self) -> dict[str, int]: ...
+
+
 @dataclass
 class _Watch:
-    server: ServerProcess
+    server: HasMemory
     start: dict[str, int]
     peak: dict[str, int]
     window: dict[str, int]
@@ -247,7 +255,7 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def watch(self, key: str, server: ServerProcess) -> None:
+    def watch(self, key: str, server: HasMemory) -> None:
         mem = server.memory()
         with self._lock:
             self._watches[key] = _Watch(server, dict(mem), dict(mem), dict(mem))

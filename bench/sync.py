@@ -57,6 +57,7 @@ import trio
 
 from bench.api import free_port, percentile
 from bench.common import REPO, RESULTS, MiB, scratch_dir, table
+from bench.peers import proc_memory
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -202,6 +203,10 @@ class Node:
 
     def status(self) -> dict[str, int]:
         return parse_proc_status(Path(f"/proc/{self.pid}/status").read_text())
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS, RssAnon and RssFile in bytes (what ``bench.peers.Sampler`` watches)."""
+        return proc_memory(self.pid)
 
     def cpu(self) -> float:
         return cpu_seconds(Path(f"/proc/{self.pid}/stat").read_text())
