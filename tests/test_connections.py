@@ -1,6 +1,7 @@
 """When the node closes connections (``vault.cli.hypercorn_closing``), against a real ``vault
 serve`` over loopback: after the keep-alive time, when the client closed its side, when the
-client stopped taking an answer, and at a graceful stop; never in the middle of a request."""
+client stopped taking an answer, and at a graceful stop; never in the middle of a request. One
+race at a graceful stop is forced in-process, on Hypercorn's own connection server."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from tests.api_helpers import b3
 from tests.auth_support import register_body
@@ -167,3 +169,65 @@ async def test_a_downloader_that_stops_reading_is_cut_off_and_does_not_hold_a_st
         finally:
             for sock in stalled:
                 sock.close()
+
+
+async def test_a_request_parsed_after_the_shutdown_closed_its_connection_is_told_it_is_gone() -> None:
+    """At a graceful stop the node closes a connection it finds between requests; Hypercorn may
+    still parse a next request h11 held in its buffer (sent as the last answer went out) before the
+    connection's read loop is stopped. That request's handler waited for the rest of its body
+    until the grace ran out: about 1 stop in 50 under load (a task dump of such a stop showed a
+    JSON handler in ``get_data`` and no read loop). Here the request is handed to the protocol at
+    exactly that moment; its handler must hear ``http.disconnect`` and the connection must end."""
+    from hypercorn.app_wrappers import ASGIWrapper
+    from hypercorn.config import Config
+    from hypercorn.events import Closed, RawData
+    from hypercorn.trio.tcp_server import TCPServer
+    from hypercorn.trio.worker_context import WorkerContext
+
+    from vault.cli import hypercorn_closing
+
+    assert hypercorn_closing.install()
+    heard: list[str] = []
+    told = trio.Event()
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        assert callable(receive) and callable(send)
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/first":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        while True:  # the second request: its body never comes whole
+            message = await receive()
+            heard.append(message["type"])
+            if message["type"] == "http.disconnect":
+                told.set()
+                return
+
+    context = WorkerContext(None)
+    node_side, client = trio.socket.socketpair()
+    server = TCPServer(ASGIWrapper(app), Config(), context, {}, trio.SocketStream(node_side))  # type: ignore[arg-type]
+
+    async def close_as_a_request_is_parsed() -> None:
+        # Closing tells the protocol first, when no request is open ...
+        await server.protocol.handle(Closed())
+        # ... and as it closes the socket, the task resuming after the last answer parses the
+        # request h11 had (here handed over directly); then the read loop is stopped. (The
+        # socket is left to the connection's own end, so that the read loop is still waiting on
+        # it when it is stopped, as in the race, rather than ending by itself.)
+        head = b"POST /second HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\n"
+        await server.protocol.handle(RawData(head + b"x" * 10))
+
+    server._initiate_server_close = close_as_a_request_is_parsed  # type: ignore[method-assign]
+    # Only the shutdown's closing, not the keep-alive timer's (which the stop wakes as well).
+    server._idle_timeout = trio.sleep_forever  # type: ignore[method-assign]
+    with client, trio.fail_after(10):  # a guard: without the fix the handler waits for ever
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.run)
+            answer = await _answered(client, b"GET /first HTTP/1.1\r\nHost: node\r\n\r\n", b"\r\n\r\nok")
+            assert answer.startswith(b"HTTP/1.1 200")
+            await trio.testing.wait_all_tasks_blocked()  # the connection is idle, between requests
+            await context.terminated.set()  # the graceful stop begins
+            await told.wait()
+    assert heard[-1] == "http.disconnect"

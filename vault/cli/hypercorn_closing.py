@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 _MARK = "_vault_closes_connections"
 # How often a connection answering a request is looked at while the node stops.
 _SHUTDOWN_POLL = 0.05
+# How long telling a stopped connection's request that it is gone may take (one ASGI message).
+_CLOSE_NOTICE = 1.0
 # h11's states of the node's side in which no answer is under way.
 _NOT_ANSWERING = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR})
 # Over TLS (no socket to watch for progress), answer bytes written at a time, each within the
@@ -68,12 +70,16 @@ def install() -> bool:
         return True
 
     async def _read_data(self: Any) -> None:
+        ended = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_close_when_done_at_shutdown, self, nursery.cancel_scope)
                 await original(self)
+                ended = True
                 nursery.cancel_scope.cancel()
         finally:
+            if not ended:
+                await _tell_streams_closed(self)
             # Nothing more can be read: the keep-alive timer has nothing left to wait for.
             # (Outside the nursery: inside its cancelled scope this would not run.)
             await self.idle_task.stop()
@@ -178,6 +184,21 @@ async def _idle_timeout(server: Any) -> None:
         return
     with trio.CancelScope(shield=True):
         await server._initiate_server_close()
+
+
+async def _tell_streams_closed(server: Any) -> None:
+    """What Hypercorn's read loop does as it ends, for a loop that was stopped instead: tell the
+    protocol the connection is gone, so that a request that began after all closes (its handler
+    hears ``http.disconnect`` and is cancelled) rather than waiting for a body that cannot come.
+
+    The shutdown closes a connection it finds between requests, and Hypercorn may still parse a
+    next request that h11 held in its buffer (a client sends it as the last answer goes out):
+    the task that resumes after that answer runs before the read loop is stopped. That request's
+    handler then waited for the rest of its body until ``shutdown_grace`` ran out (about 1 stop
+    in 50 under load). Shielded, so that it happens when the grace has run out too, and bounded,
+    since it hands a message to the app."""
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + _CLOSE_NOTICE):
+        await server.protocol.handle(Closed())
 
 
 async def _close_when_done_at_shutdown(server: Any, reading: trio.CancelScope) -> None:
