@@ -27,7 +27,10 @@ from bench.peers import NodeServer, proc_memory
 from bench.uploads import Ctx, NodeApi, Params, Payloads, new_client, node_api_big, node_api_small
 
 GB = 1e9
-CELLS = "8x1,1x1,8x4,1x4,small"  # chunk MiB x streams; "small": 64 KiB files, one client
+# chunk MiB x streams; "small": 64 KiB files, one client, init + PUT + complete each; "batch": the
+# same files, one init per BATCH of them and each completed by its PUT (what the SDK sends)
+CELLS = "8x1,1x1,8x4,1x4,small,batch"
+BATCH = 50
 
 
 def start_node(tree: Path, workdir: Path, backend: str) -> NodeServer:
@@ -89,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in order if rep % 2 == 0 else order[::-1]:
                     rate, cpu_gb = _measure(cell, nodes[name], apis[name], clients[name], payloads, ctx)
                     results.setdefault((cell, name), []).append((rate, cpu_gb))
-                    unit = "files/s" if cell == "small" else "MB/s"
+                    unit = "files/s" if cell in ("small", "batch") else "MB/s"
                     print(f"rep {rep} {cell:6} {name}: {rate:7.1f} {unit} {cpu_gb:7.2f} CPU-s/GB", file=sys.stderr)
         stop.set()
         print(
@@ -118,11 +121,13 @@ def _measure(
 ) -> tuple[float, float]:
     """(MB/s or files/s, node CPU-s per GB) of one cell on one node."""
     proc = node.process
-    if cell == "small":
+    if cell in ("small", "batch"):
         ups = payloads.small_uploads(checksums=True)
+        each = 1 if cell == "small" else BATCH
+        send = node_api_small(api, complete_on_put=cell == "batch")
         cpu0, t0 = proc.cpu_seconds(), time.perf_counter()
-        for i in range(len(ups.files)):
-            node_api_small(api)(clients[0], ups, [i], ctx)
+        for start in range(0, len(ups.files), each):
+            send(clients[0], ups, list(range(start, min(start + each, len(ups.files)))), ctx)
         seconds, cpu = time.perf_counter() - t0, proc.cpu_seconds() - cpu0
         return len(ups.files) / seconds, cpu / (ups.size / GB)
     mib, streams = (int(x) for x in cell.split("x"))

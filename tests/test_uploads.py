@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 import trio
 import trio.testing
@@ -14,8 +15,12 @@ import trio.testing
 from tests.api_helpers import b3, init_upload, local_path, put_chunks, register, upload_file
 from tests.conftest import running_app
 from vault.app import VaultApp, create_app
+from vault.chunks.ids import ChunkId
+from vault.chunks.refs import refcount
 from vault.clock import TrioClock
 from vault.config import Config
+from vault.lmdb_writer import LmdbWriter
+from vault.quota import USAGE
 
 KiB = 1024
 
@@ -688,6 +693,76 @@ async def test_a_one_chunk_file_completes_with_its_put_when_asked(client: Any) -
     assert again.status_code == 200 and (await again.get_json())["data"]["file"]["id"] == entry["id"]
     state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
     assert (await state.get_json())["data"]["status"] == "completed"
+
+
+def _refcount(app: VaultApp, data: bytes) -> int:
+    with app.node.meta.read() as txn:
+        return refcount(txn, ChunkId(blake3.blake3(data).digest()))
+
+
+async def test_a_one_chunk_file_completed_by_its_put_is_one_metadata_commit(
+    app: VaultApp, client: Any, backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receipt and the file in one durable commit (before: the receipt's, then complete's),
+    with the same result: one reference, on the file; the reservation given back."""
+    headers = await register(client)
+    data = os.urandom(48 * KiB)
+    planned = await init_upload(client, headers, data)
+    commits: list[str] = []
+    commit_batch = LmdbWriter._commit_batch
+
+    def counting(self: LmdbWriter, env: Any, batch: list[Any]) -> None:
+        commits.extend(self.label for _ in batch)
+        commit_batch(self, env, batch)
+
+    monkeypatch.setattr(LmdbWriter, "_commit_batch", counting)
+    put = await _put(client, headers, planned["chunks"][0], data, "?complete=true")
+    assert put.status_code == 200
+    entry = (await put.get_json())["data"]["file"]
+    assert commits.count("metadata store") == 1
+    monkeypatch.undo()
+    assert _refcount(app, data) == 1
+    with app.node.meta.read() as txn:
+        assert [(u.used, u.reserved) for _, u in txn.scan(USAGE)] == [(len(data), 0)]
+    state = await client.get(f"/api/mobile/upload/{planned['uploadId']}", headers=headers)
+    assert (await state.get_json())["data"]["status"] == "completed"
+    # A chunk already stored (the first of a larger file) as the whole of a small one: stored
+    # once, each file holding its own reference.
+    larger = os.urandom(64 * KiB) + os.urandom(10 * KiB)
+    await upload_file(client, headers, larger, name="larger.jpg")
+    first_chunk = larger[: 64 * KiB]
+    other = await init_upload(client, headers, first_chunk, name="small.jpg")
+    again = await _put(client, headers, other["chunks"][0], first_chunk, "?complete=true")
+    small = (await again.get_json())["data"]["file"]
+    assert _refcount(app, first_chunk) == 2
+    content = await client.get(f"/api/mobile/files/{small['id']}/content", headers=headers)
+    assert await content.get_data() == first_chunk
+
+
+async def test_a_completing_put_sent_again_while_the_first_is_in_flight_makes_one_file(
+    app: VaultApp, client: Any
+) -> None:
+    """A phone that retries a small file's PUT before the first answer came: each answer is that
+    one file, or 409 once it exists; one version, one reference."""
+    headers = await register(client)
+    data = os.urandom(40 * KiB)
+    planned = await init_upload(client, headers, data)
+    answers: list[tuple[int, Any]] = []
+
+    async def put() -> None:
+        response = await _put(client, headers, planned["chunks"][0], data, "?complete=true")
+        answers.append((response.status_code, await response.get_json()))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(put)
+    made = {a["data"]["file"]["id"] for status, a in answers if status == 200}
+    assert len(made) == 1, answers
+    assert all(status == 200 or (status == 409 and a["error"]["code"] == "CONFLICT") for status, a in answers)
+    listing = await client.get("/api/mobile/files?folder=/photos", headers=headers)
+    files = (await listing.get_json())["data"]["files"]
+    assert [(f["id"], f["version"]) for f in files] == [(made.pop(), 1)]
+    assert _refcount(app, data) == 1
 
 
 async def test_complete_on_a_put_waits_for_the_last_missing_chunk(client: Any) -> None:

@@ -21,6 +21,8 @@ from vault import errors
 from vault.checksums import Checksum, Hasher, new_hasher
 from vault.chunks import ChunkCorrupt, ChunkMissing, ChunkStore
 from vault.chunks.ids import ChunkId
+from vault.chunks.refs import incref
+from vault.chunks.store import PutResult
 from vault.clock import Clock, parse_rfc3339
 from vault.files import queries
 from vault.files.changes import ChangeTxn, FileChanges, PutContent
@@ -29,6 +31,7 @@ from vault.meta import MetaStore, Txn
 from vault.offload import Offload
 from vault.quota import get_usage, put_usage
 from vault.uploads import by_device
+from vault.uploads.intake import PieceIntake
 from vault.uploads.records import (
     UPLOAD_CHUNKS,
     UPLOADS,
@@ -156,20 +159,80 @@ class Completion:
             # The upload's chunk references now belong to the file.
             for key in list(txn.keys(UPLOAD_CHUNKS, chunk_prefix(upload_id))):
                 txn.delete(UPLOAD_CHUNKS, key)
-            usage = get_usage(txn, user_id)
-            usage.reserved = max(0, usage.reserved - current.size)
-            put_usage(txn, user_id, usage)
-            current.status = "completed"
-            current.file_id = applied.file.id
-            txn.put(UPLOADS, current.id.encode(), current)
-            by_device.remove(txn, current)
-            if self.on_outcome is not None:
-                self.on_outcome(txn, outcome_of(current), applied.file, None, now)
+            self._close_session(txn, current, applied.file, now)
             return applied.file
 
         record: FileRecord = await self.changes.write(write, now=now)
         self.running.forget(upload_id)
         return record
+
+    async def finalize_with_its_only_chunk(
+        self,
+        upload: UploadSession,
+        piece: PutResult,
+        digests: dict[str, str],
+        intake: PieceIntake,
+    ) -> FileRecord | None:
+        """Receive the only chunk of a one-chunk upload and make its file in ONE metadata commit
+        (a chunk ``PUT`` with ``complete=true``), where the receipt and ``finalize`` took two.
+
+        ``digests`` are the whole file's, hashed while the chunk streamed in. ``None`` (nothing
+        written) when this is not the simple case, and the caller takes the two-commit way, which
+        answers every other one as before: a checksum that does not match init's (the chunk is
+        kept for a ``complete`` with the right one), or a receipt already there for the chunk.
+        """
+        expected = declared_checksum(upload)
+        if expected is None or upload.total_chunks != 1 or digests.get(expected.algo) != expected.hex:
+            return None
+        quota = await self.quota_of(upload.user_id)
+        now = self.clock.now()
+        content = PutContent(
+            folder=upload.folder,
+            name=upload.name,
+            size=upload.size,
+            mime_type=upload.mime_type,
+            blake3=digests["blake3"],
+            sha256=digests.get("sha256"),
+            chunks=[ChunkRef(piece.chunk_id, piece.size)],
+            modified_at=upload.modified_at,
+            metadata={},
+        )
+
+        def write(change: ChangeTxn) -> FileRecord | None:
+            txn = change.txn
+            current = load_session(txn, upload.user_id, upload.id)
+            if current.status == "completed" and current.file_id:
+                # A racing completing PUT of the same chunk made it: the one file, as ``finalize``.
+                return queries.get_file(txn, current.user_id, current.file_id)
+            require_open(current, now)
+            if received_chunks(txn, upload.id):
+                return None  # a receipt for the chunk is there (a retry): the two-commit way
+            incref(txn, [piece.chunk_id])  # the file's reference (no receipt took one)
+            applied = change.apply(content, user_id=upload.user_id, device_id=current.device_id, quota=quota)
+            assert applied.file is not None
+            self._close_session(txn, current, applied.file, now)
+            return applied.file
+
+        # Under the collector's guard, the chunk checked to be still there if it was deduplicated
+        # (as a receipt's reference is); the file's journal entry is not something to take back.
+        record: FileRecord | None = await intake.write_after_check([piece], lambda: self.changes.write(write, now=now))
+        if record is not None:
+            self.running.forget(upload.id)
+        return record
+
+    def _close_session(self, txn: Txn, current: UploadSession, file: FileRecord, now: float) -> None:
+        """In the transaction that made ``file``: the upload's reservation is given back, it is
+        marked completed with that file, it leaves its device's open uploads, and its outcome is
+        recorded."""
+        usage = get_usage(txn, current.user_id)
+        usage.reserved = max(0, usage.reserved - current.size)
+        put_usage(txn, current.user_id, usage)
+        current.status = "completed"
+        current.file_id = file.id
+        txn.put(UPLOADS, current.id.encode(), current)
+        by_device.remove(txn, current)
+        if self.on_outcome is not None:
+            self.on_outcome(txn, outcome_of(current), file, None, now)
 
     def _running_digests(self, upload: UploadSession, pieces: int, need_sha: bool) -> dict[str, str] | None:
         """Digests hashed while the chunks streamed in, when they arrived strictly in order."""
