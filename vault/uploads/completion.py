@@ -132,17 +132,7 @@ class Completion:
                 ) from None
         quota = await self.quota_of(user_id)
         now = self.clock.now()
-        content = PutContent(
-            folder=upload.folder,
-            name=upload.name,
-            size=upload.size,
-            mime_type=upload.mime_type,
-            blake3=digests["blake3"],
-            sha256=digests.get("sha256"),
-            chunks=[ChunkRef(c.chunk_id, c.size) for c in chunks],
-            modified_at=modified,
-            metadata=metadata,
-        )
+        content = _content(upload, digests, [ChunkRef(c.chunk_id, c.size) for c in chunks], modified, metadata)
 
         def write(change: ChangeTxn) -> FileRecord:
             txn = change.txn
@@ -186,17 +176,7 @@ class Completion:
             return None
         quota = await self.quota_of(upload.user_id)
         now = self.clock.now()
-        content = PutContent(
-            folder=upload.folder,
-            name=upload.name,
-            size=upload.size,
-            mime_type=upload.mime_type,
-            blake3=digests["blake3"],
-            sha256=digests.get("sha256"),
-            chunks=[ChunkRef(piece.chunk_id, piece.size)],
-            modified_at=upload.modified_at,
-            metadata={},
-        )
+        content = _content(upload, digests, [ChunkRef(piece.chunk_id, piece.size)], upload.modified_at, {})
 
         def write(change: ChangeTxn) -> FileRecord | None:
             txn = change.txn
@@ -269,6 +249,27 @@ class Completion:
             hook(txn, outcome_of(upload), None, reason, now)
 
         await self.meta.write(write)
+
+
+def _content(
+    upload: UploadSession,
+    digests: dict[str, str],
+    chunks: list[ChunkRef],
+    modified: float | None,
+    metadata: dict[str, Any],
+) -> PutContent:
+    """The file an upload becomes, as the change path takes it."""
+    return PutContent(
+        folder=upload.folder,
+        name=upload.name,
+        size=upload.size,
+        mime_type=upload.mime_type,
+        blake3=digests["blake3"],
+        sha256=digests.get("sha256"),
+        chunks=chunks,
+        modified_at=modified,
+        metadata=metadata,
+    )
 
 
 def _matches(digests: dict[str, str], expected: Checksum | None) -> bool:
