@@ -172,7 +172,7 @@ class Completion:
         kept for a ``complete`` with the right one), or a receipt already there for the chunk.
         """
         expected = declared_checksum(upload)
-        if expected is None or upload.total_chunks != 1 or digests.get(expected.algo) != expected.hex:
+        if expected is None or upload.total_chunks != 1 or not _matches(digests, expected):
             return None
         quota = await self.quota_of(upload.user_id)
         now = self.clock.now()

@@ -347,18 +347,16 @@ class UploadService:
             if keeper is not None:
                 self.running.drop(keeper)
             raise
+        receipt = ChunkReceipt(
+            upload_id=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
+        )
         if complete and trial is not None and upload.total_chunks == 1:
             # The whole file, hashed as it came: its receipt and its file in one commit.
             made = await self.completion.finalize_with_its_only_chunk(upload, result, trial.digests(), self.intake)
             if made is not None:
                 self.metrics.received_bytes.inc(result.size)
-                return ChunkReceipt(
-                    upload_id=upload_id,
-                    index=index,
-                    received=result.size,
-                    checksum=f"blake3:{result.chunk_id.hex()}",
-                    file=file_entry(made),
-                )
+                receipt.file = file_entry(made)
+                return receipt
         if keeper is not None:
             # Before the receipt commits, so a catch-up that finds the receipt finds the bytes.
             self.running.hold(upload_id, index, result.chunk_id, keeper)
@@ -405,9 +403,6 @@ class UploadService:
         if self.running.waiting(upload.id) and not self.spawn(partial(self._catch_up, upload)):
             await self._catch_up(upload)
         self.metrics.received_bytes.inc(result.size)
-        receipt = ChunkReceipt(
-            upload_id=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
-        )
         if complete and (made := await self.completion.finalize_if_whole(user_id, upload_id)) is not None:
             receipt.file = file_entry(made)
         return receipt
