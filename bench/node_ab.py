@@ -24,12 +24,23 @@ import httpx
 
 from bench.common import KiB, MiB
 from bench.peers import NodeServer, proc_memory
-from bench.uploads import Ctx, NodeApi, Params, Payloads, new_client, node_api_big, node_api_small
+from bench.uploads import (
+    Ctx,
+    NodeApi,
+    Params,
+    Payloads,
+    new_client,
+    node_api_big,
+    node_api_one_request,
+    node_api_small,
+)
 
 GB = 1e9
 # chunk MiB x streams; "small": 64 KiB files, one client, init + PUT + complete each; "batch": the
 # same files, one init per BATCH of them and each completed by its PUT (what the SDK sends)
-CELLS = "8x1,1x1,8x4,1x4,small,batch"
+# "file": the same files, one ``POST upload/file`` each
+CELLS = "8x1,1x1,8x4,1x4,small,batch,file"
+SMALL_CELLS = ("small", "batch", "file")
 BATCH = 50
 
 
@@ -92,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in order if rep % 2 == 0 else order[::-1]:
                     rate, cpu_gb = _measure(cell, nodes[name], apis[name], clients[name], payloads, ctx)
                     results.setdefault((cell, name), []).append((rate, cpu_gb))
-                    unit = "files/s" if cell in ("small", "batch") else "MB/s"
+                    unit = "files/s" if cell in SMALL_CELLS else "MB/s"
                     print(f"rep {rep} {cell:6} {name}: {rate:7.1f} {unit} {cpu_gb:7.2f} CPU-s/GB", file=sys.stderr)
         stop.set()
         print(
@@ -121,10 +132,10 @@ def _measure(
 ) -> tuple[float, float]:
     """(MB/s or files/s, node CPU-s per GB) of one cell on one node."""
     proc = node.process
-    if cell in ("small", "batch"):
+    if cell in SMALL_CELLS:
         ups = payloads.small_uploads(checksums=True)
-        each = 1 if cell == "small" else BATCH
-        send = node_api_small(api, complete_on_put=cell == "batch")
+        each = BATCH if cell == "batch" else 1
+        send = node_api_one_request(api) if cell == "file" else node_api_small(api, complete_on_put=cell == "batch")
         cpu0, t0 = proc.cpu_seconds(), time.perf_counter()
         for start in range(0, len(ups.files), each):
             send(clients[0], ups, list(range(start, min(start + each, len(ups.files)))), ctx)
