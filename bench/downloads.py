@@ -484,7 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_goal = len(GOALS)
     print()
     print(report(params, sources, summaries))
-    print_footer(run.setup, failed, [], (run.load_start, load_end), interrupted=interrupted)
+    print_footer(
+        run.setup, failed, [], (run.load_start, load_end), interrupted=interrupted, page_reports=run.page_reports
+    )
     if not args.no_json:
         write_results(
             args.results_dir,
@@ -496,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "params": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(params).items()},
                 "environment": env,
                 "loadavg": {"start": run.load_start, "end": load_end},
+                "page_reporting_kib": run.page_reports.as_json(),
                 "cells": summaries,
                 "goals": [vars(g) for g in GOALS[first_goal:]],
                 "skipped": run.setup.skipped,

@@ -500,7 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_goal = len(GOALS)
     print()
     print(report(params, rows, summaries, sizes))
-    print_footer(run.setup, failed, notes, (run.load_start, load_end), interrupted=interrupted)
+    print_footer(
+        run.setup, failed, notes, (run.load_start, load_end), interrupted=interrupted, page_reports=run.page_reports
+    )
     if not args.no_json:
         write_results(
             args.results_dir,
@@ -513,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sizes": sizes,
                 "environment": env,
                 "loadavg": {"start": run.load_start, "end": load_end},
+                "page_reporting_kib": run.page_reports.as_json(),
                 "rows": {r.key: {"label": r.label, "target": r.target.key, **summaries.get(r.key, {})} for r in rows},
                 "goals": [vars(g) for g in GOALS[first_goal:]],
                 "skipped": run.setup.skipped,

@@ -731,6 +731,47 @@ MEMORY_HEADERS = ["RssAnon MiB peak", "VmRSS MiB peak"]
 
 Load = tuple[float, float, float]  # os.getloadavg()
 
+# Firecracker-style guests report freed pages to the host (virtio_balloon free page reporting),
+# which takes them back; writing into such a page again costs a host fault, and on this VM that
+# made the kernel's page-cache copy about 3 CPU-s per GB instead of 0.2-1 (bench/README.md, "A
+# caveat"). The counter is printed so a reader can tell whether a run paid it.
+PAGE_REPORTING = Path("/sys/module/page_reporting/parameters/reported_kib")
+
+
+def reported_kib() -> int | None:
+    """KiB of freed pages this kernel has reported to its host so far; None where it does not."""
+    try:
+        return int(PAGE_REPORTING.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class PageReports:
+    """Freed pages the kernel handed back to the host during one benchmark run."""
+
+    start: int | None = field(default_factory=reported_kib)
+    end: int | None = None
+
+    def finish(self) -> None:
+        if self.end is None:
+            self.end = reported_kib()
+
+    def as_json(self) -> dict[str, int | None]:
+        self.finish()
+        return {"start": self.start, "end": self.end}
+
+    def note(self) -> str | None:
+        self.finish()
+        if self.start is None or self.end is None:
+            return None
+        return (
+            f"this kernel reported {(self.end - self.start) / 1024:,.0f} MiB of freed pages to its host during the run "
+            "(virtio_balloon free page reporting): a write into such a page costs a host fault, so CPU per GB "
+            "here runs above what the same code costs on a machine without that layer (bench/README.md, "
+            '"A caveat")'
+        )
+
 
 def fmt_load(load: Load) -> str:
     return "/".join(f"{v:.2f}" for v in load)
@@ -784,9 +825,15 @@ def chosen_families(
 
 
 def print_footer(
-    setup: Setup, failed: dict[str, str], notes: Sequence[str], load: tuple[Load, Load], *, interrupted: bool
+    setup: Setup,
+    failed: dict[str, str],
+    notes: Sequence[str],
+    load: tuple[Load, Load],
+    *,
+    interrupted: bool,
+    page_reports: PageReports | None = None,
 ) -> None:
-    """Skips, failures, notes and the load average, after a report."""
+    """Skips, failures, notes, the load average and the pages given back to the host, after a report."""
     if setup.skipped or failed:
         print()
     for family, why in setup.skipped.items():
@@ -802,6 +849,9 @@ def print_footer(
     print(f"load average (1/5/15 min) at start {fmt_load(start)}, at end {fmt_load(end)}")
     if start[0] >= 1.0:
         print(f"note: the machine was busy when the run started (other processes on {os.cpu_count()} CPUs)")
+    reported = page_reports.note() if page_reports is not None else None
+    if reported is not None:
+        print(f"note: {reported}")
     if interrupted:
         print("(interrupted: partial results)")
 
@@ -823,6 +873,7 @@ class Session:
     abort: threading.Event
     started: str
     load_start: Load
+    page_reports: PageReports = field(default_factory=PageReports)
 
 
 @contextlib.contextmanager

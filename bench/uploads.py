@@ -895,7 +895,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_goal = len(GOALS)
     print()
     print(report(params, rows, table_ratios))
-    print_footer(run.setup, failed, notes, (run.load_start, load_end), interrupted=interrupted)
+    print_footer(
+        run.setup, failed, notes, (run.load_start, load_end), interrupted=interrupted, page_reports=run.page_reports
+    )
 
     if not args.no_json:
         write_results(
@@ -910,6 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "units": {"MB": MB, "GB": GB, "rss": "bytes"},
                 "environment": env,
                 "loadavg": {"start": run.load_start, "end": load_end},
+                "page_reporting_kib": run.page_reports.as_json(),
                 "rows": rows,
                 "ratios": table_ratios,
                 "goals": [vars(g) for g in GOALS[first_goal:]],

@@ -12,6 +12,7 @@ from typing import Any
 import blake3
 import pytest
 
+from bench import transfer
 from bench.ceiling import PIECE, CeilingApp, _Corrupt, parse_range, write_with_digests
 from bench.common import MiB
 from bench.photos import SLOT, Library, photo_sizes
@@ -139,3 +140,26 @@ def test_parse_range() -> None:
     assert parse_range("items=1-2", 10) is None
     with pytest.raises(ValueError):
         parse_range("bytes=10-", 10)
+
+
+def test_a_run_says_how_many_freed_pages_the_kernel_gave_back_to_its_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    counter = tmp_path / "reported_kib"
+    counter.write_text("1024\n")
+    monkeypatch.setattr(transfer, "PAGE_REPORTING", counter)
+    reports = transfer.PageReports()
+    counter.write_text("525312\n")  # 512 MiB more during the run
+    transfer.print_footer(
+        transfer.Setup(tmp_path), {}, [], ((0.0, 0.0, 0.0),) * 2, interrupted=False, page_reports=reports
+    )
+    assert "reported 512 MiB of freed pages to its host" in capsys.readouterr().out
+    assert reports.as_json() == {"start": 1024, "end": 525312}
+
+    monkeypatch.setattr(transfer, "PAGE_REPORTING", tmp_path / "absent")  # a kernel without it
+    quiet = transfer.PageReports()
+    transfer.print_footer(
+        transfer.Setup(tmp_path), {}, [], ((0.0, 0.0, 0.0),) * 2, interrupted=False, page_reports=quiet
+    )
+    assert "freed pages" not in capsys.readouterr().out
+    assert quiet.as_json() == {"start": None, "end": None}
