@@ -117,3 +117,52 @@ async def test_three_parallel_streams_upload_a_whole_file(app: VaultApp) -> None
     )
     assert done.status_code == 200, await done.get_json()
     assert app.node.uploads.running.held_bytes == 0
+
+
+async def test_a_file_of_one_chunk_is_hashed_once_and_completes_with_its_own_checksum(app: VaultApp) -> None:
+    """Its whole-file BLAKE3 is its chunk's id: the node hashes the bytes once, and ``complete``
+    still answers exactly that checksum (or a mismatch against init's), reading nothing back."""
+    import hashlib
+
+    client = app.test_client()
+    headers = await register(client)
+    backend = _CountingBackend(app.node.chunks.backend)
+    app.node.chunks.backend = backend  # type: ignore[assignment]
+    hashed: list[int] = []
+    real = app.node.offload.hash
+
+    async def counting(hashers: Any, piece: bytes) -> None:
+        hashed.append(len(piece) * len(hashers))
+        await real(hashers, piece)
+
+    app.node.offload.hash = counting  # type: ignore[method-assign]
+    sizes = {"one chunk": 200 * KiB, "wrong checksum": 100 * KiB, "sha256": 150 * KiB}
+    answers = {}
+    for case, size in sizes.items():
+        data = os.urandom(size)
+        checksum = {
+            "wrong checksum": b3(b"something else"),
+            "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+        }.get(case, b3(data))
+        planned = await init_upload(client, headers, data, name=f"{case}.jpg", chunk_size=256 * KiB, checksum=checksum)
+        assert len(planned["chunks"]) == 1
+        hashed.clear()
+        reads_before = backend.reads
+        put = await client.put(local_path(planned["chunks"][0]["uploadUrl"]), headers=headers, data=data)
+        assert put.status_code == 200
+        # One pass per byte (the chunk's id), two where a SHA-256 is asked for as well.
+        assert sum(hashed) == size * (2 if case == "sha256" else 1)
+        done = await client.post(
+            "/api/mobile/upload/complete", headers=headers, json={"uploadId": planned["uploadId"], "checksum": checksum}
+        )
+        answers[case] = (done.status_code, await done.get_json(), data)
+        if case != "wrong checksum":  # a mismatch re-reads the stored chunk to be sure
+            assert backend.reads == reads_before, case
+    status, body, data = answers["one chunk"]
+    assert status == 200 and body["data"]["file"]["checksum"] == b3(data)
+    status, body, _ = answers["wrong checksum"]
+    assert status == 422 and body["error"]["code"] == "CHECKSUM_MISMATCH"
+    status, body, data = answers["sha256"]
+    assert status == 200 and body["data"]["file"]["checksum"] == b3(data)
+    listing = await client.get("/api/mobile/files?folder=/photos", headers=headers)
+    assert sorted(f["name"] for f in (await listing.get_json())["data"]["files"]) == ["one chunk.jpg", "sha256.jpg"]

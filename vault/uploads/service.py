@@ -50,7 +50,7 @@ from vault.uploads.records import (
     read_session,
     require_open,
 )
-from vault.uploads.running import RunningDigests
+from vault.uploads.running import KnownDigest, RunningDigests
 from vault.uploads.single import OneRequestUploads, Status
 from vault.uploads.wire import (
     ChunkReceipt,
@@ -340,13 +340,23 @@ class UploadService:
         keeper = None
         if trial is None:
             keeper = self.running.keeper(upload_id, index, rng.length, with_sha256=with_sha256)
-        also: list[Hasher] = [*trial.hashers()] if trial is not None else [keeper] if keeper is not None else []
+        # The only chunk of a file: the file's BLAKE3 is the chunk's id, so its bytes are hashed
+        # once by the store, not again for the running digest (a SHA-256 asked for still is).
+        sole = trial is not None and upload.total_chunks == 1
+        also: list[Hasher] = []
+        if trial is not None:
+            also = [trial.sha256] if sole and trial.sha256 is not None else [] if sole else [*trial.hashers()]
+        elif keeper is not None:
+            also = [keeper]
         try:
             result = await self._store(stream, index, rng, expected_id, also)
         except BaseException:
             if keeper is not None:
                 self.running.drop(keeper)
             raise
+        if sole:
+            assert trial is not None
+            trial.blake3 = KnownDigest(result.chunk_id)
         receipt = ChunkReceipt(
             upload_id=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
         )
