@@ -5,7 +5,9 @@ photo and video sizes (seeded: most 1-6 MiB uniform, 1% of 50-200 MiB), uploaded
 phone's background uploader does it: 4 files in flight, each worker thread with its own reused
 keep-alive connection, taking the next file off a shared queue. Every target gets the same files:
 
-- the node's chunk API (``upload/init`` → ``PUT`` each 8 MiB chunk → ``upload/complete``);
+- the node's chunk API (``upload/init`` → ``PUT`` each 8 MiB chunk → ``upload/complete``), and
+  again as its SDK sends it (the last chunk's ``PUT ?complete=true`` completes the file: a photo
+  of one chunk is ``init`` + one ``PUT``);
 - the node's tus endpoint (``POST`` creation, then ``PATCH`` pieces of 8 MiB; a file that fits one
   PATCH goes with creation-with-upload, one request);
 - the node's one-request endpoint (``POST /upload/file?name=…&folder=…&checksum=…`` with the raw
@@ -82,8 +84,8 @@ from bench.transfer import (
     write_results,
 )
 
-FAMILIES = ("nginx", "tus", "ceiling", "node-api", "node-tus", "node-file")
-NODE_FAMILIES = ("node-api", "node-tus", "node-file")
+FAMILIES = ("nginx", "tus", "ceiling", "node-api", "node-api-put", "node-tus", "node-file")
+NODE_FAMILIES = ("node-api", "node-api-put", "node-tus", "node-file")
 SLOT = 16  # bytes between the starts of consecutive files in the shared buffer (one stamp)
 MAX_FILES = STAMP_EVERY // SLOT  # beyond this, the stamps of two files would fall on each other
 
@@ -244,8 +246,14 @@ def node_rows(params: Params, setup: Setup, api: NodeApi) -> list[Row]:
     def chunked(client: httpx.Client, f: PhotoFile, ctx: Ctx) -> None:
         api.upload(client, f.name, f.view, f.checksum, f.chunk_checksum(ctx), chunk, ctx)
 
+    def completed_by_put(client: httpx.Client, f: PhotoFile, ctx: Ctx) -> None:
+        api.upload(client, f.name, f.view, f.checksum, f.chunk_checksum(ctx), chunk, ctx, complete_on_put=True)
+
     if "node-api" in params.families:
         rows.append(Row("node-api", "node-api", f"node API {size_label(chunk)} chunks", target, chunked, True))
+    if "node-api-put" in params.families:
+        label = f"node API {size_label(chunk)} chunks, last PUT completes"
+        rows.append(Row("node-api-put", "node-api-put", label, target, completed_by_put, True))
     if "node-tus" in params.families:
         tus = TusClient(api.base + "/tus/", api.auth, "node tus", missing_is_404=True)
         label = f"node tus PATCH {size_label(chunk)}"

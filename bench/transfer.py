@@ -412,14 +412,23 @@ class NodeApi:
         chunk_size: int,
         ctx: Ctx,
         mime: str = "image/jpeg",
+        *,
+        complete_on_put: bool = False,
     ) -> dict[str, Any]:
-        """One file, one stream: init → PUT every chunk in order → complete; returns ``data.file``."""
+        """One file, one stream: init → PUT every chunk in order → complete; returns ``data.file``.
+        ``complete_on_put``: the last chunk's ``PUT ?complete=true`` completes it instead, as the
+        SDK sends it (a photo of one chunk: init + one PUT)."""
         (answer,) = self.init(client, [self.entry(name, name, len(data), checksum, mime)], chunk_size)
-        for chunk in answer["chunks"]:
+        chunks = answer["chunks"]
+        for n, chunk in enumerate(chunks):
             ctx.check()
             start, stop = int(chunk["start"]), int(chunk["end"]) + 1
             part = data if (start, stop) == (0, len(data)) else data[start:stop]
-            self.put_chunk(client, chunk, part, chunk_checksum(start, stop))
+            last = complete_on_put and n == len(chunks) - 1
+            receipt = self.put_chunk(client, chunk, part, chunk_checksum(start, stop), complete=last)
+            if last:
+                file: dict[str, Any] = receipt["file"]
+                return file
         return self.complete(client, answer["uploadId"], checksum)
 
     def upload_single(self, client: httpx.Client, name: str, data: memoryview | bytes, checksum: str) -> dict[str, Any]:
