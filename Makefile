@@ -68,7 +68,7 @@ test-s3: $(DEV_STAMP)
 
 # `make bench` runs the benchmarks in BENCH one after another (`python -m bench all`: the chunk
 # store, the API, uploads, the photo-library backup and downloads, each against its peers in the
-# same run; about 20 minutes) and ends with one summary of issue 9's targets, met or missed;
+# same run; 8-13 minutes here) and ends with one summary of issue 9's targets, met or missed;
 # `make bench BENCH=uploads` runs one. `make bench-quick` (or `make bench QUICK=1`) runs the quick
 # variants of uploads, photos and downloads (about a minute and a half here). nginx is one of the
 # peers: as root with apt-get it is installed first, otherwise its rows are skipped, saying how.
