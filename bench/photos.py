@@ -243,11 +243,14 @@ def node_rows(params: Params, setup: Setup, api: NodeApi) -> list[Row]:
     chunk = params.chunk_size
     rows: list[Row] = []
 
-    def chunked(client: httpx.Client, f: PhotoFile, ctx: Ctx) -> None:
-        api.upload(client, f.name, f.view, f.checksum, f.chunk_checksum(ctx), chunk, ctx)
+    def chunks_then(complete_on_put: bool) -> SendFn:
+        def send(client: httpx.Client, f: PhotoFile, ctx: Ctx) -> None:
+            checksum = f.chunk_checksum(ctx)
+            api.upload(client, f.name, f.view, f.checksum, checksum, chunk, ctx, complete_on_put=complete_on_put)
 
-    def completed_by_put(client: httpx.Client, f: PhotoFile, ctx: Ctx) -> None:
-        api.upload(client, f.name, f.view, f.checksum, f.chunk_checksum(ctx), chunk, ctx, complete_on_put=True)
+        return send
+
+    chunked, completed_by_put = chunks_then(False), chunks_then(True)
 
     if "node-api" in params.families:
         rows.append(Row("node-api", "node-api", f"node API {size_label(chunk)} chunks", target, chunked, True))

@@ -344,18 +344,19 @@ class UploadService:
         # once by the store, not again for the running digest (a SHA-256 asked for still is).
         sole = trial is not None and upload.total_chunks == 1
         also: list[Hasher] = []
-        if trial is not None:
-            also = [trial.sha256] if sole and trial.sha256 is not None else [] if sole else [*trial.hashers()]
-        elif keeper is not None:
-            also = [keeper]
+        if trial is None:
+            also = [keeper] if keeper is not None else []
+        elif not sole:
+            also = [*trial.hashers()]
+        elif trial.sha256 is not None:
+            also = [trial.sha256]
         try:
             result = await self._store(stream, index, rng, expected_id, also)
         except BaseException:
             if keeper is not None:
                 self.running.drop(keeper)
             raise
-        if sole:
-            assert trial is not None
+        if sole and trial is not None:
             trial.blake3 = KnownDigest(result.chunk_id)
         receipt = ChunkReceipt(
             upload_id=upload_id, index=index, received=result.size, checksum=f"blake3:{result.chunk_id.hex()}"
